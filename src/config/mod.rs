@@ -1,0 +1,1 @@
+//! Configuration: `pacer.toml` from file shape to a validated [`Config`].
