@@ -1,6 +1,41 @@
-//! pacer: a forward proxy that identifies, paces and routes the traffic of
-//! automation accounts.
+//! pacer: a forward proxy that identifies the automation account behind
+//! each request, paces it by the account's policy, routes it through the
+//! account's upstream, and answers every refusal with one JSON envelope.
 //!
-//! Stage map, in request order, is filled in as the stages land.
+//! # Layout, in request order
+//!
+//! - [`listener`]: accept loop and connection admission (`max_connections`);
+//!   [`listener::http`] (absolute-form + CONNECT, first-head checks,
+//!   keep-alive watchdog) and [`listener::socks5`] parse their protocol.
+//! - [`auth`]: credentials to an [`auth::Account`], in constant time.
+//! - [`pipeline`]: the driver every entry point calls: classify > admit >
+//!   route > dial > relay | forward.
+//! - [`target`]: where a request goes; [`dial`]: reaching it under
+//!   `connect_timeout`.
+//! - [`forward`]: plain HTTP over pooled origin connections;
+//!   [`relay`]: tunnels, with half-close, idle timeout and byte counts.
+//! - [`error`]: the boundary's error enum and its one wire mapping (HTTP
+//!   status and envelope type, SOCKS5 reply); [`problem`]: the envelope;
+//!   [`body`]: response bodies that close out a request.
+//! - [`context`]: one value per request or tunnel; [`access_log`]: its line.
+//! - [`app`]: the shared [`app::App`] handle and the [`app::Server`] that
+//!   binds and runs the listeners; [`shutdown`]: stop signal and grace.
+//! - [`config`]: `pacer.toml`, from file shape to a validated config;
+//!   [`ca`]: `pacer ca init`.
 
+pub mod access_log;
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod ca;
 pub mod config;
+pub mod context;
+pub mod dial;
+pub mod error;
+pub mod forward;
+pub mod listener;
+pub mod pipeline;
+pub mod problem;
+pub mod relay;
+pub mod shutdown;
+pub mod target;

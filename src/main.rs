@@ -1,1 +1,157 @@
-fn main() {}
+//! The `pacer` command: `pacer [--config FILE]` runs the proxy,
+//! `pacer check --config FILE` validates a config, `pacer ca init` writes a
+//! local CA. Logging goes to stderr through `tracing`, filtered by
+//! `RUST_LOG` (default `info`).
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use pacer::app::Server;
+use pacer::config::{self, Config};
+
+#[derive(Debug, Parser)]
+#[command(name = "pacer", version, about = "A forward proxy that paces automation accounts")]
+struct Cli {
+    /// The config file.
+    #[arg(short, long, global = true, default_value = "config/pacer.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the config file: exit 0, or print every error and exit 1.
+    Check,
+    /// Manage the local CA used for TLS interception.
+    Ca {
+        #[command(subcommand)]
+        action: CaAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaAction {
+    /// Write a new CA certificate and key (`ca.pem`, `ca.key`).
+    Init {
+        /// Folder to write into.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        None => run(&cli.config),
+        Some(Command::Check) => Ok(check(&cli.config)),
+        Some(Command::Ca {
+            action: CaAction::Init { dir },
+        }) => ca_init(&dir),
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("pacer: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // fast-socks5 logs SOCKS5 user names and passwords at DEBUG: never let
+    // them through, whatever RUST_LOG says.
+    let filter = match "fast_socks5=info".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|errors| {
+        eprint!("{errors}");
+        ExitCode::FAILURE
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn ca_init(dir: &Path) -> anyhow::Result<ExitCode> {
+    let written = pacer::ca::init(dir)?;
+    println!(
+        "wrote {} (install in clients) and {} (keep private)",
+        written.cert.display(),
+        written.key.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(&config))?;
+    // Whatever is still running after the grace period is dropped here.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let server = Server::bind(config).await?;
+    for (protocol, addr) in server.local_addrs() {
+        tracing::info!(?protocol, %addr, "listening");
+    }
+    server.run(stop_signal()).await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+#[cfg(unix)]
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stopping on Ctrl-C only");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => {
+                tracing::warn!("SIGHUP: config reload is not implemented yet; keeping the running config");
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn stop_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

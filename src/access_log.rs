@@ -1,0 +1,33 @@
+//! One access line per request or tunnel, written from its context through
+//! `tracing` (target `pacer::access`, level INFO). Nothing is formatted when
+//! that level is off.
+
+use crate::context::RequestContext;
+
+/// Writes the access line for a finished request or tunnel.
+pub fn record(ctx: &RequestContext) {
+    if !tracing::enabled!(target: "pacer::access", tracing::Level::INFO) {
+        return;
+    }
+    let account = ctx.account.as_deref().unwrap_or("-");
+    let host = ctx
+        .target
+        .as_ref()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "-".to_owned());
+    tracing::info!(
+        target: "pacer::access",
+        id = %ctx.id,
+        listener = ctx.listener.as_str(),
+        client = %ctx.peer,
+        account,
+        method = %ctx.method,
+        host,
+        status = ctx.status,
+        waited_ms = ctx.waited.as_millis() as u64,
+        upstream = "direct",
+        bytes_up = ctx.bytes_up,
+        bytes_down = ctx.bytes_down,
+        duration_ms = ctx.started.elapsed().as_millis() as u64,
+    );
+}

@@ -1,0 +1,276 @@
+//! Per-connection bookkeeping for the HTTP listener: the client socket
+//! wrapper that replays the pre-read first head and notes activity, and the
+//! watchdog that enforces `header_read_timeout` on later heads and
+//! `idle_timeout` on keep-alive connections with no request in flight.
+//!
+//! hyper's own header-read timer is not used: it starts as soon as hyper
+//! waits for a head, so it would close idle keep-alive connections after
+//! `header_read_timeout` instead of `idle_timeout`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+const NO_HEAD: u64 = u64::MAX;
+
+/// Activity of one client connection, shared by its socket wrapper, its
+/// request handler and its watchdog.
+#[derive(Debug)]
+pub struct ConnActivity {
+    epoch: Instant,
+    last_activity_ms: AtomicU64,
+    head_started_ms: AtomicU64,
+    in_flight: AtomicU32,
+}
+
+impl ConnActivity {
+    /// A connection accepted now, whose first head is being read.
+    pub fn new() -> Self {
+        ConnActivity {
+            epoch: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn on_read(&self) {
+        let now = self.now_ms();
+        self.last_activity_ms.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Relaxed) == 0 {
+            let _ = self.head_started_ms.compare_exchange(
+                NO_HEAD,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    fn on_write(&self) {
+        self.last_activity_ms
+            .store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// A request head was parsed: it is in flight until its response ends.
+    pub fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_started_ms.store(NO_HEAD, Ordering::Relaxed);
+    }
+
+    /// A response ended (or was abandoned).
+    pub fn request_finished(&self) {
+        self.last_activity_ms
+            .store(self.now_ms(), Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The next instant the watchdog must look again, or why the connection
+    /// must be cut now.
+    fn next_check(&self, limits: &Timeouts) -> Result<Instant, Expired> {
+        let now = self.now_ms();
+        let deadline_ms = if self.in_flight.load(Ordering::Relaxed) > 0 {
+            now + millis(limits.idle)
+        } else {
+            let head = self.head_started_ms.load(Ordering::Relaxed);
+            if head != NO_HEAD {
+                let deadline = head + millis(limits.header_read);
+                if now >= deadline {
+                    return Err(Expired::HeaderRead);
+                }
+                deadline
+            } else {
+                let deadline = self.last_activity_ms.load(Ordering::Relaxed) + millis(limits.idle);
+                if now >= deadline {
+                    return Err(Expired::Idle);
+                }
+                deadline
+            }
+        };
+        Ok(self.epoch + Duration::from_millis(deadline_ms))
+    }
+}
+
+impl Default for ConnActivity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX / 2)
+}
+
+/// The two client-side deadlines the watchdog enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Deadline for a whole request head, from its first byte.
+    pub header_read: Duration,
+    /// Deadline for a keep-alive connection with no request in flight.
+    pub idle: Duration,
+}
+
+/// Why the watchdog cut a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// A request head took longer than `header_read_timeout`.
+    HeaderRead,
+    /// No request for `idle_timeout`.
+    Idle,
+}
+
+/// Resolves when the connection has been idle, or stuck in a head, too long.
+pub async fn watchdog(activity: &ConnActivity, limits: Timeouts) -> Expired {
+    loop {
+        match activity.next_check(&limits) {
+            Ok(at) => tokio::time::sleep_until(at).await,
+            Err(expired) => return expired,
+        }
+    }
+}
+
+/// The client socket as hyper sees it: first the bytes already read while
+/// checking the first head, then the socket; every read and write is noted.
+pub struct ClientIo {
+    prefix: Bytes,
+    stream: TcpStream,
+    activity: Arc<ConnActivity>,
+}
+
+impl ClientIo {
+    /// Wraps `stream`, replaying `prefix` first.
+    pub fn new(stream: TcpStream, prefix: Bytes, activity: Arc<ConnActivity>) -> Self {
+        ClientIo {
+            prefix,
+            stream,
+            activity,
+        }
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.on_read();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            if n > 0 {
+                this.activity.on_write();
+            }
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            if n > 0 {
+                this.activity.on_write();
+            }
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Timeouts = Timeouts {
+        header_read: Duration::from_secs(10),
+        idle: Duration::from_secs(90),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn first_head_is_bounded_by_header_read_timeout() {
+        let activity = ConnActivity::new();
+        let start = Instant::now();
+        assert_eq!(watchdog(&activity, LIMITS).await, Expired::HeaderRead);
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_waits_for_idle_timeout() {
+        let activity = ConnActivity::new();
+        activity.request_started();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        activity.request_finished();
+        let start = Instant::now();
+        assert_eq!(watchdog(&activity, LIMITS).await, Expired::Idle);
+        assert_eq!(start.elapsed(), Duration::from_secs(90));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_is_never_idle() {
+        let activity = ConnActivity::new();
+        activity.request_started();
+        let cut = tokio::time::timeout(Duration::from_secs(1000), watchdog(&activity, LIMITS));
+        assert!(cut.await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_head_starts_its_timer_at_its_first_byte() {
+        let activity = ConnActivity::new();
+        activity.request_started();
+        activity.request_finished();
+        tokio::time::advance(Duration::from_secs(50)).await;
+        activity.on_read();
+        let start = Instant::now();
+        assert_eq!(watchdog(&activity, LIMITS).await, Expired::HeaderRead);
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,88 @@
+//! The `application/problem+json` envelope (SPEC section 6) every response
+//! pacer makes itself is built from.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
+use http::Response;
+use serde::Serialize;
+
+use crate::body::ProxyBody;
+use crate::context::RequestId;
+use crate::error::WireCode;
+
+/// The header carrying the request id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<String>,
+}
+
+/// The envelope's JSON text.
+pub fn envelope_json(code: WireCode, detail: Option<&str>, id: Option<RequestId>) -> Bytes {
+    let envelope = Envelope {
+        kind: code.kind,
+        title: code.title,
+        status: code.status.as_u16(),
+        detail,
+        instance: id.map(|id| id.to_string()),
+    };
+    // Serializing a struct of strings and integers cannot fail.
+    Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+}
+
+/// A complete envelope response with `X-Request-Id`, optionally asking the
+/// client to close the connection.
+pub fn response(
+    code: WireCode,
+    detail: Option<&str>,
+    id: Option<RequestId>,
+    close: bool,
+) -> Response<ProxyBody> {
+    let body = envelope_json(code, detail, id);
+    let mut response = Response::new(ProxyBody::full(body));
+    *response.status_mut() = code.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Some(id) = id {
+        if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+            headers.insert(REQUEST_ID, value);
+        }
+    }
+    if close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ProxyError;
+
+    #[test]
+    fn envelope_has_the_spec_fields() {
+        let id = RequestId::next();
+        let json = envelope_json(
+            ProxyError::MissingCredentials.wire_code(),
+            Some("d"),
+            Some(id),
+        );
+        let value: serde_json::Value = serde_json::from_slice(&json).expect("json");
+        assert_eq!(value["type"], "errors/missing_credentials");
+        assert_eq!(value["status"], 407);
+        assert_eq!(value["title"], "Proxy Authentication Required");
+        assert_eq!(value["detail"], "d");
+        assert_eq!(value["instance"], id.to_string());
+    }
+}

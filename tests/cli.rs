@@ -1,0 +1,161 @@
+//! The `pacer` binary as a user runs it: `check`, `ca init`, and a real run
+//! driven with curl through both listeners, stopped with SIGTERM.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const PACER: &str = env!("CARGO_BIN_EXE_pacer");
+
+fn shipped(name: &str) -> String {
+    format!("{}/config/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn check_accepts_the_shipped_configs() {
+    for name in ["pacer.toml", "example-full.toml"] {
+        let out = Command::new(PACER)
+            .args(["check", "--config", &shipped(name)])
+            .output()
+            .await
+            .expect("run pacer check");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[tokio::test]
+async fn check_prints_every_error_with_its_location_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nbogus = 1\n\n[[listeners]]\nprotocol = \"http\"\naddr = \"127.0.0.1:0\"\nalso_bogus = true\n",
+    )
+    .expect("write");
+    let out = Command::new(PACER)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .await
+        .expect("run pacer check");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let prefix = path.display().to_string();
+    assert!(stderr.contains(&format!("{prefix}:2:1: ")), "{stderr}");
+    assert!(stderr.contains(&format!("{prefix}:7:1: ")), "{stderr}");
+}
+
+#[tokio::test]
+async fn ca_init_writes_a_ca_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let run = || {
+        Command::new(PACER)
+            .args(["ca", "init", "--dir"])
+            .arg(&certs)
+            .output()
+    };
+    assert!(run().await.expect("ca init").status.success());
+    assert!(certs.join("ca.pem").exists() && certs.join("ca.key").exists());
+    assert!(!run().await.expect("ca init again").status.success());
+}
+
+/// The binary running on `config`, with its listeners' addresses read from
+/// its log.
+struct Running {
+    child: Child,
+    http: String,
+    socks: String,
+}
+
+async fn spawn_pacer(config: &Path) -> Running {
+    let mut child = Command::new(PACER)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pacer");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut addrs = Vec::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.split("addr=").nth(1) {
+                addrs.push(addr.trim().to_owned());
+                if addrs.len() == 2 {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("pacer logs its listeners");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Running {
+        child,
+        http: addrs[0].clone(),
+        socks: addrs[1].clone(),
+    }
+}
+
+async fn curl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl is installed");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn curl_through_both_listeners_then_sigterm_exits_0() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("pacer.toml");
+    let toml = base_config("").replace(
+        "[[listeners]]\nprotocol = \"socks5\"\naddr = \"127.0.0.1:0\"\naccount = \"bound\"\n",
+        "",
+    );
+    std::fs::write(&config, toml).expect("write config");
+    let mut pacer = spawn_pacer(&config).await;
+    let url = origin.url("/");
+
+    let proxy = format!("http://acct-1:{SECRET}@{}", pacer.http);
+    assert_eq!(curl(&["-x", &proxy, &url]).await, (true, "hello".into()));
+
+    let user = format!("acct-1:{SECRET}");
+    let socks = curl(&["--socks5-hostname", &pacer.socks, "--proxy-user", &user, &url]).await;
+    assert_eq!(socks, (true, "hello".into()));
+
+    let bare = format!("http://{}", pacer.http);
+    let (_, body) = curl(&["-x", &bare, &url]).await;
+    let envelope: serde_json::Value = serde_json::from_str(&body).expect("envelope");
+    assert_eq!(envelope["type"], "errors/missing_credentials");
+
+    let (ok, status) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-x", &proxy, "http://127.0.0.1:1/"]).await;
+    assert!(ok);
+    assert_eq!(status, "502");
+
+    let pid = pacer.child.id().expect("pid");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), pacer.child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,0 +1,336 @@
+//! Test harness: a loopback origin that reports what it received, the proxy
+//! started in-process on port 0 from TOML text, and small raw-socket helpers.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use pacer::app::Server;
+use pacer::config::{self, ListenerProtocol};
+
+/// Default test secret of `acct-1`.
+pub const SECRET: &str = "s3cret";
+
+/// A config with one HTTP listener, one SOCKS5 listener and one bound
+/// SOCKS5 listener (account `bound`), short timeouts, direct routing.
+pub fn base_config(server_extra: &str) -> String {
+    format!(
+        r#"
+[server]
+header_read_timeout = "2s"
+idle_timeout = "3s"
+connect_timeout = "500ms"
+shutdown_grace = "5s"
+{server_extra}
+
+[[listeners]]
+protocol = "http"
+addr = "127.0.0.1:0"
+
+[[listeners]]
+protocol = "socks5"
+addr = "127.0.0.1:0"
+
+[[listeners]]
+protocol = "socks5"
+addr = "127.0.0.1:0"
+account = "bound"
+
+[state]
+path = "memory"
+
+[policies.standard_policy]
+name = "Standard"
+
+[[accounts]]
+id = "acct-1"
+secret = "{SECRET}"
+
+[[accounts]]
+id = "bound"
+secret = "unused-secret"
+"#
+    )
+}
+
+/// A running proxy.
+pub struct Proxy {
+    pub http: SocketAddr,
+    pub socks: SocketAddr,
+    pub bound_socks: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<bool>,
+}
+
+impl Proxy {
+    /// Starts the proxy from `toml`.
+    pub async fn start(toml: &str) -> Proxy {
+        let config = match config::parse(toml, &|_| None) {
+            Ok(config) => config,
+            Err(errors) => panic!("test config invalid: {errors:?}"),
+        };
+        let server = Server::bind(&config).await.expect("bind proxy");
+        let addrs = server.local_addrs();
+        let of = |protocol: ListenerProtocol, nth: usize| {
+            addrs
+                .iter()
+                .filter(|(p, _)| *p == protocol)
+                .nth(nth)
+                .map(|(_, a)| *a)
+        };
+        let http = of(ListenerProtocol::Http, 0).expect("http listener");
+        let socks = of(ListenerProtocol::Socks5, 0).unwrap_or(http);
+        let bound_socks = of(ListenerProtocol::Socks5, 1).unwrap_or(socks);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Proxy {
+            http,
+            socks,
+            bound_socks,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// The default proxy.
+    pub async fn default() -> Proxy {
+        Proxy::start(&base_config("")).await
+    }
+
+    /// `http://acct-1:s3cret@addr`.
+    pub fn http_url(&self) -> String {
+        format!("http://acct-1:{SECRET}@{}", self.http)
+    }
+
+    /// A reqwest client through the HTTP listener as acct-1.
+    pub fn client(&self) -> reqwest::Client {
+        let proxy = reqwest::Proxy::http(self.http_url()).expect("proxy url");
+        reqwest::Client::builder()
+            .proxy(proxy)
+            .build()
+            .expect("client")
+    }
+
+    /// Stops the proxy; returns whether everything drained in the grace.
+    pub async fn stop(mut self) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("server task")
+    }
+}
+
+/// A loopback origin. Paths:
+/// - `/echo`: 200, JSON of method, URI, headers and body length;
+/// - `/bytes/N`: N bytes of `x`, content-length;
+/// - `/chunked/N`: N bytes of `y` in 1 KiB chunks, no length;
+/// - `/slow/MS`: answers "slow" after MS milliseconds;
+/// - anything else: "hello".
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        Self::serve(listener).await
+    }
+
+    pub async fn start_v6() -> Option<Origin> {
+        let listener = TcpListener::bind("[::1]:0").await.ok()?;
+        Some(Self::serve(listener).await)
+    }
+
+    async fn serve(listener: TcpListener) -> Origin {
+        let addr = listener.local_addr().expect("origin addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        origin_answer(req)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Origin { addr, hits }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+type OriginBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn origin_answer(req: Request<Incoming>) -> Result<Response<OriginBody>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let number = |prefix: &str| path.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok());
+    if path == "/echo" {
+        return Ok(Response::new(full(echo(req).await)));
+    }
+    if let Some(n) = number("/bytes/") {
+        return Ok(Response::new(full(vec![b'x'; n])));
+    }
+    if let Some(n) = number("/chunked/") {
+        let chunks = (0..n)
+            .step_by(1024)
+            .map(|start| Bytes::from(vec![b'y'; (n - start).min(1024)]))
+            .collect();
+        return Ok(Response::new(BodyExt::boxed(Chunks(chunks))));
+    }
+    if let Some(ms) = number("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+        return Ok(Response::new(full(b"slow".to_vec())));
+    }
+    Ok(Response::new(full(b"hello".to_vec())))
+}
+
+fn full(bytes: impl Into<Bytes>) -> OriginBody {
+    BodyExt::boxed(Full::new(bytes.into()))
+}
+
+/// A body of prepared chunks with no length: hyper sends it chunked.
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.get_mut().0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+async fn echo(req: Request<Incoming>) -> Vec<u8> {
+    let method = req.method().to_string();
+    let uri = req.uri().to_string();
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                serde_json::Value::from(v.to_str().unwrap_or("?")),
+            )
+        })
+        .collect();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+    serde_json::to_vec(&serde_json::json!({
+        "method": method, "uri": uri, "headers": headers, "body_len": body,
+    }))
+    .unwrap_or_default()
+}
+
+/// A TCP echo server (for tunnels): echoes until EOF, then closes.
+pub async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+    let addr = listener.local_addr().expect("echo addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A loopback port with nothing listening.
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    addr
+}
+
+/// Sends raw bytes and reads the whole answer until the server closes (or
+/// `within` passes).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.write_all(bytes).await;
+    read_until_close(&mut stream, within).await
+}
+
+/// Reads until EOF or `within` passes.
+pub async fn read_until_close(stream: &mut TcpStream, within: Duration) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(within, stream.read_to_end(&mut out)).await;
+    out
+}
+
+/// Status and envelope of a raw HTTP response (head + JSON body).
+pub fn parse_envelope(raw: &[u8]) -> (u16, serde_json::Value, String) {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    (status, json, head.to_ascii_lowercase())
+}
+
+/// Checks an envelope: status, type, and the request id header.
+pub fn assert_envelope(raw: &[u8], status: u16, kind: &str) {
+    let (got, json, head) = parse_envelope(raw);
+    assert_eq!(got, status, "{}", String::from_utf8_lossy(raw));
+    assert_eq!(json["type"], kind, "{json}");
+    assert_eq!(json["status"], status);
+    assert!(head.contains("content-type: application/problem+json"), "{head}");
+    let id = json["instance"].as_str().expect("instance");
+    assert!(head.contains(&format!("x-request-id: {id}")), "{head}");
+}
+
+/// One GET through the proxy that must succeed: the proxy is still serving.
+pub async fn assert_still_serving(proxy: &Proxy, origin: &Origin) {
+    let body = proxy
+        .client()
+        .get(origin.url("/"))
+        .send()
+        .await
+        .expect("proxy still serving")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(body, "hello");
+}
+
+/// `Proxy-Authorization` value for acct-1.
+pub fn basic_auth() -> String {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("acct-1:{SECRET}"));
+    format!("Basic {token}")
+}

@@ -1,0 +1,279 @@
+//! The HTTP listener end to end (SPEC sections 3 and 6): absolute-form
+//! forwarding, CONNECT tunnels, credentials, and every error envelope, each
+//! followed by a request that must still be served.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn forwards_absolute_form_and_strips_proxy_headers() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let echo: serde_json::Value = proxy
+        .client()
+        .get(origin.url("/echo?q=1"))
+        .header("Connection", "X-Hop")
+        .header("X-Hop", "secret")
+        .header("Proxy-Connection", "keep-alive")
+        .header("X-Kept", "yes")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(echo["uri"], "/echo?q=1", "origin sees origin-form");
+    let headers = &echo["headers"];
+    assert_eq!(headers["host"], origin.addr.to_string());
+    assert_eq!(headers["x-kept"], "yes");
+    for gone in ["proxy-authorization", "proxy-connection", "x-hop"] {
+        assert!(headers.get(gone).is_none(), "{gone} leaked: {headers}");
+    }
+}
+
+#[tokio::test]
+async fn streams_bodies_both_ways() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let client = proxy.client();
+    let big = client.get(origin.url("/bytes/1048576")).send().await.expect("send");
+    assert_eq!(big.bytes().await.expect("body").len(), 1 << 20);
+    let chunked = client.get(origin.url("/chunked/300000")).send().await.expect("send");
+    assert_eq!(chunked.bytes().await.expect("body").len(), 300_000);
+    let upload: serde_json::Value = client
+        .post(origin.url("/echo"))
+        .body(vec![7u8; 200_000])
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(upload["body_len"], 200_000);
+    assert_eq!(upload["method"], "POST");
+}
+
+#[tokio::test]
+async fn keeps_client_connections_alive_and_pools_origin_connections() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let mut stream = TcpStream::connect(proxy.http).await.expect("connect");
+    for _ in 0..3 {
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: {}\r\n\r\n",
+            origin.url("/"),
+            origin.addr,
+            basic_auth()
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut buf = vec![0; 4096];
+        let n = tokio::time::timeout(WITHIN, stream.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.ends_with("hello"), "{text}");
+    }
+    assert_eq!(origin.hits(), 3);
+}
+
+#[tokio::test]
+async fn connect_tunnels_carry_bytes_both_ways_with_half_close() {
+    let echo = echo_server().await;
+    let proxy = Proxy::default().await;
+    let mut stream = TcpStream::connect(proxy.http).await.expect("connect");
+    let request = format!(
+        "CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\nProxy-Authorization: {}\r\n\r\n",
+        basic_auth()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = [0u8; 19];
+    stream.read_exact(&mut head).await.expect("200 head");
+    assert_eq!(&head, b"HTTP/1.1 200 OK\r\n\r\n");
+    stream.write_all(b"ping through the tunnel").await.expect("write");
+    stream.shutdown().await.expect("half-close");
+    let back = read_until_close(&mut stream, WITHIN).await;
+    assert_eq!(back, b"ping through the tunnel");
+}
+
+#[tokio::test]
+async fn credentials_are_required_and_checked() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let request = |auth: &str| {
+        format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n",
+            origin.url("/")
+        )
+    };
+    let missing = raw_exchange(proxy.http, request("").as_bytes(), WITHIN).await;
+    assert_envelope(&missing, 407, "errors/missing_credentials");
+    let (_, _, head) = parse_envelope(&missing);
+    assert!(head.contains("proxy-authenticate: basic realm=\"pacer\""), "{head}");
+    let wrong = request("Proxy-Authorization: Basic YWNjdC0xOndyb25n\r\n");
+    let wrong = raw_exchange(proxy.http, wrong.as_bytes(), WITHIN).await;
+    assert_envelope(&wrong, 407, "errors/invalid_credentials");
+    assert_eq!(origin.hits(), 0);
+    assert_still_serving(&proxy, &origin).await;
+}
+
+#[tokio::test]
+async fn origin_form_is_a_malformed_request() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let raw = raw_exchange(proxy.http, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", WITHIN).await;
+    assert_envelope(&raw, 400, "errors/malformed_request");
+    assert_still_serving(&proxy, &origin).await;
+}
+
+#[tokio::test]
+async fn unreachable_destinations_are_provider_errors() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let dead = closed_port().await;
+    let response = proxy
+        .client()
+        .get(format!("http://{dead}/"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 502);
+    let json: serde_json::Value = response.json().await.expect("envelope");
+    assert_eq!(json["type"], "errors/provider_error");
+    let connect = format!(
+        "CONNECT {dead} HTTP/1.1\r\nHost: {dead}\r\nProxy-Authorization: {}\r\n\r\n",
+        basic_auth()
+    );
+    let raw = raw_exchange(proxy.http, connect.as_bytes(), Duration::from_secs(2)).await;
+    assert_envelope(&raw, 502, "errors/provider_error");
+    let unknown = proxy
+        .client()
+        .get("http://no-such-host.invalid/")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(unknown.status(), 502);
+    assert_still_serving(&proxy, &origin).await;
+}
+
+#[tokio::test]
+async fn a_destination_that_never_answers_the_handshake_is_a_504() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let Some((blackhole, _keep)) = blackhole().await else {
+        eprintln!("skipping: could not fill a listen backlog on this kernel");
+        return;
+    };
+    let response = proxy
+        .client()
+        .get(format!("http://{blackhole}/"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 504);
+    let json: serde_json::Value = response.json().await.expect("envelope");
+    assert_eq!(json["type"], "errors/request_timeout");
+    assert_still_serving(&proxy, &origin).await;
+}
+
+/// A loopback address whose SYNs go unanswered: a listener with a full
+/// accept queue that never accepts (Linux drops further SYNs).
+async fn blackhole() -> Option<(std::net::SocketAddr, Vec<TcpStream>)> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind("127.0.0.1:0".parse().ok()?).ok()?;
+    let listener = socket.listen(0).ok()?;
+    let addr = listener.local_addr().ok()?;
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => {
+                std::mem::forget(listener);
+                return Some((addr, fillers));
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn garbage_and_oversized_heads_get_envelopes() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let garbage = raw_exchange(proxy.http, b"\x16\x03\x01\x00\xff\x00garbage\r\n\r\n", WITHIN).await;
+    assert_envelope(&garbage, 400, "errors/malformed_request");
+    let mut huge = format!("GET {} HTTP/1.1\r\nX-Big: ", origin.url("/")).into_bytes();
+    huge.extend(std::iter::repeat_n(b'a', 1 << 20));
+    huge.extend_from_slice(b"\r\n\r\n");
+    let raw = raw_exchange(proxy.http, &huge, WITHIN).await;
+    assert_envelope(&raw, 431, "errors/headers_too_large");
+    assert_still_serving(&proxy, &origin).await;
+}
+
+#[tokio::test]
+async fn a_slow_head_is_cut_off_while_others_are_served() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::start(&base_config("")).await;
+    let mut slow = TcpStream::connect(proxy.http).await.expect("connect");
+    slow.write_all(b"GET http://127.0.0.1/ HTTP/1.1\r\nX-Slow: ").await.expect("write");
+    assert_still_serving(&proxy, &origin).await;
+    let answer = read_until_close(&mut slow, WITHIN).await;
+    assert_envelope(&answer, 408, "errors/request_timeout");
+    assert_still_serving(&proxy, &origin).await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let mut stream = TcpStream::connect(proxy.http).await.expect("connect");
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\n\r\n",
+        origin.url("/"),
+        basic_auth()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let answer = read_until_close(&mut stream, WITHIN).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200") && text.ends_with("hello"), "{text}");
+}
+
+#[tokio::test]
+async fn over_max_connections_is_service_unavailable() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::start(&base_config("max_connections = 2")).await;
+    let first = TcpStream::connect(proxy.http).await.expect("connect");
+    let second = TcpStream::connect(proxy.http).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let request = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/"));
+    let raw = raw_exchange(proxy.http, request.as_bytes(), WITHIN).await;
+    assert_envelope(&raw, 503, "errors/service_unavailable");
+    drop((first, second));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_still_serving(&proxy, &origin).await;
+}
+
+#[tokio::test]
+async fn shutdown_refuses_new_connections_and_finishes_in_flight_requests() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let client = proxy.client();
+    let url = origin.url("/slow/800");
+    let in_flight = tokio::spawn(async move { client.get(url).send().await?.text().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let http = proxy.http;
+    let stopping = tokio::spawn(proxy.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(TcpStream::connect(http).await.is_err(), "listener must be closed");
+    let body = in_flight.await.expect("task").expect("in-flight request finished");
+    assert_eq!(body, "slow");
+    assert!(stopping.await.expect("stop task"), "drained within the grace period");
+}

@@ -1,0 +1,180 @@
+//! The SOCKS5 listener end to end: RFC 1929 auth, bound (no-auth) listeners,
+//! CONNECT to IPv4, IPv6 and domain targets, reply codes for every failure,
+//! and bad input, each followed by a request that must still be served.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+fn socks_client(proxy_url: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(proxy_url).expect("proxy url"))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn password_auth_and_domain_or_ip_targets() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let remote_dns = socks_client(&format!("socks5h://acct-1:{SECRET}@{}", proxy.socks));
+    let by_name = format!("http://localhost:{}/", origin.addr.port());
+    let body = remote_dns.get(&by_name).send().await.expect("send").text().await;
+    assert_eq!(body.expect("body"), "hello");
+    let local_dns = socks_client(&format!("socks5://acct-1:{SECRET}@{}", proxy.socks));
+    let body = local_dns.get(origin.url("/")).send().await.expect("send").text().await;
+    assert_eq!(body.expect("body"), "hello");
+}
+
+#[tokio::test]
+async fn ipv6_targets() {
+    let Some(origin) = Origin::start_v6().await else {
+        eprintln!("skipping: no IPv6 loopback");
+        return;
+    };
+    let proxy = Proxy::default().await;
+    let client = socks_client(&format!("socks5://acct-1:{SECRET}@{}", proxy.socks));
+    let body = client.get(origin.url("/")).send().await.expect("send").text().await;
+    assert_eq!(body.expect("body"), "hello");
+}
+
+#[tokio::test]
+async fn a_bound_listener_needs_no_credentials() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let client = socks_client(&format!("socks5h://{}", proxy.bound_socks));
+    let body = client.get(origin.url("/")).send().await.expect("send").text().await;
+    assert_eq!(body.expect("body"), "hello");
+    let mut raw = TcpStream::connect(proxy.bound_socks).await.expect("connect");
+    raw.write_all(&[5, 1, 2]).await.expect("greeting");
+    let mut reply = [0u8; 2];
+    raw.read_exact(&mut reply).await.expect("method reply");
+    assert_eq!(reply, [5, 0xff], "a bound listener offers only no-auth");
+}
+
+/// Greets with username/password and authenticates; returns the status.
+async fn authenticate(stream: &mut TcpStream, user: &[u8], pass: &[u8]) -> u8 {
+    stream.write_all(&[5, 1, 2]).await.expect("greeting");
+    let mut method = [0u8; 2];
+    stream.read_exact(&mut method).await.expect("method");
+    assert_eq!(method, [5, 2]);
+    let mut auth = vec![1, user.len() as u8];
+    auth.extend_from_slice(user);
+    auth.push(pass.len() as u8);
+    auth.extend_from_slice(pass);
+    stream.write_all(&auth).await.expect("auth");
+    let mut status = [0u8; 2];
+    stream.read_exact(&mut status).await.expect("auth status");
+    assert_eq!(status[0], 1);
+    status[1]
+}
+
+/// Sends a command for an IPv4 target; returns the reply code.
+async fn command(stream: &mut TcpStream, cmd: u8, target: SocketAddr) -> u8 {
+    let SocketAddr::V4(v4) = target else {
+        panic!("ipv4 only")
+    };
+    let mut request = vec![5, cmd, 0, 1];
+    request.extend_from_slice(&v4.ip().octets());
+    request.extend_from_slice(&v4.port().to_be_bytes());
+    stream.write_all(&request).await.expect("command");
+    let mut reply = [0u8; 10];
+    stream.read_exact(&mut reply).await.expect("reply");
+    reply[1]
+}
+
+#[tokio::test]
+async fn wrong_credentials_get_status_1_and_a_closed_connection() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    for (user, pass) in [(&b"acct-1"[..], &b"wrong"[..]), (b"nobody", SECRET.as_bytes())] {
+        let mut stream = TcpStream::connect(proxy.socks).await.expect("connect");
+        assert_eq!(authenticate(&mut stream, user, pass).await, 1);
+        assert!(read_until_close(&mut stream, WITHIN).await.is_empty());
+    }
+    let mut no_method = TcpStream::connect(proxy.socks).await.expect("connect");
+    no_method.write_all(&[5, 1, 0]).await.expect("greeting");
+    let mut reply = [0u8; 2];
+    no_method.read_exact(&mut reply).await.expect("reply");
+    assert_eq!(reply, [5, 0xff], "no-auth is not offered on an unbound listener");
+    assert_still_serving(&proxy, &origin).await;
+}
+
+#[tokio::test]
+async fn connect_replies_follow_the_spec() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let mut ok = TcpStream::connect(proxy.socks).await.expect("connect");
+    assert_eq!(authenticate(&mut ok, b"acct-1", SECRET.as_bytes()).await, 0);
+    assert_eq!(command(&mut ok, 1, origin.addr).await, 0);
+    let mut bind = TcpStream::connect(proxy.socks).await.expect("connect");
+    authenticate(&mut bind, b"acct-1", SECRET.as_bytes()).await;
+    assert_eq!(command(&mut bind, 2, origin.addr).await, 0x07, "BIND");
+    let mut udp = TcpStream::connect(proxy.socks).await.expect("connect");
+    authenticate(&mut udp, b"acct-1", SECRET.as_bytes()).await;
+    assert_eq!(command(&mut udp, 3, origin.addr).await, 0x07, "UDP ASSOCIATE");
+    let mut refused = TcpStream::connect(proxy.socks).await.expect("connect");
+    authenticate(&mut refused, b"acct-1", SECRET.as_bytes()).await;
+    assert_eq!(command(&mut refused, 1, closed_port().await).await, 0x05);
+    assert_still_serving(&proxy, &origin).await;
+}
+
+#[tokio::test]
+async fn unresolvable_domains_are_host_unreachable() {
+    let proxy = Proxy::default().await;
+    let mut stream = TcpStream::connect(proxy.socks).await.expect("connect");
+    authenticate(&mut stream, b"acct-1", SECRET.as_bytes()).await;
+    let name = b"no-such-host.invalid";
+    let mut request = vec![5, 1, 0, 3, name.len() as u8];
+    request.extend_from_slice(name);
+    request.extend_from_slice(&80u16.to_be_bytes());
+    stream.write_all(&request).await.expect("command");
+    let mut reply = [0u8; 2];
+    stream.read_exact(&mut reply).await.expect("reply");
+    assert_eq!(reply, [5, 0x04]);
+}
+
+#[tokio::test]
+async fn garbage_and_truncated_handshakes_do_not_hurt() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let garbage = raw_exchange(proxy.socks, b"GET / HTTP/1.1\r\n\r\n", WITHIN).await;
+    assert!(garbage.len() <= 2, "{garbage:?}");
+    let mut truncated = TcpStream::connect(proxy.socks).await.expect("connect");
+    truncated.write_all(&[5, 2, 2]).await.expect("half a greeting");
+    drop(truncated);
+    let mut cut = TcpStream::connect(proxy.socks).await.expect("connect");
+    authenticate(&mut cut, b"acct-1", SECRET.as_bytes()).await;
+    cut.write_all(&[5, 1, 0, 1, 127]).await.expect("half a command");
+    drop(cut);
+    let mut silent = TcpStream::connect(proxy.socks).await.expect("connect");
+    let closed = read_until_close(&mut silent, WITHIN).await;
+    assert!(closed.is_empty(), "a silent client is dropped after the handshake timeout");
+    let client = socks_client(&format!("socks5h://acct-1:{SECRET}@{}", proxy.socks));
+    let body = client.get(origin.url("/")).send().await.expect("send").text().await;
+    assert_eq!(body.expect("body"), "hello");
+    assert_still_serving(&proxy, &origin).await;
+}
+
+#[tokio::test]
+async fn over_max_connections_connect_gets_general_failure() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::start(&base_config("max_connections = 1")).await;
+    let holder = TcpStream::connect(proxy.http).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = TcpStream::connect(proxy.socks).await.expect("connect");
+    assert_eq!(authenticate(&mut over, b"acct-1", SECRET.as_bytes()).await, 0);
+    assert_eq!(command(&mut over, 1, origin.addr).await, 0x01);
+    drop(holder);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = socks_client(&format!("socks5h://acct-1:{SECRET}@{}", proxy.socks));
+    let body = client.get(origin.url("/")).send().await.expect("send").text().await;
+    assert_eq!(body.expect("body"), "hello");
+}
