@@ -64,11 +64,9 @@ impl Server {
                 .await
                 .with_context(|| format!("cannot listen on {}", l.addr))?;
             let account = match &l.account {
-                Some(id) => Some(
-                    app.accounts
-                        .get(id)
-                        .with_context(|| format!("listener {} is bound to unknown account {id}", l.addr))?,
-                ),
+                Some(id) => Some(app.accounts.get(id).with_context(|| {
+                    format!("listener {} is bound to unknown account {id}", l.addr)
+                })?),
                 None => None,
             };
             listeners.push(BoundListener {
@@ -98,7 +96,11 @@ impl Server {
         stop.await;
         tracing::info!("shutting down");
         self.app.shutdown.begin();
-        let drained = self.app.shutdown.drain(self.app.settings.shutdown_grace).await;
+        let drained = self
+            .app
+            .shutdown
+            .drain(self.app.settings.shutdown_grace)
+            .await;
         if !drained {
             tracing::warn!("grace period over; closing remaining connections");
         }

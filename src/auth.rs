@@ -103,7 +103,10 @@ mod tests {
         Accounts::new(&[AccountConfig {
             id: "acct-1".into(),
             secret: Secret::new("s3cret"),
+            account_type: None,
             policy: "p".into(),
+            plan: crate::config::Plan::Free,
+            route: crate::config::AccountRoute::Direct,
         }])
     }
 

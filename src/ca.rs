@@ -36,7 +36,10 @@ pub fn init(dir: &Path) -> anyhow::Result<WrittenCa> {
     let key_path = dir.join(KEY_FILE);
     for path in [&cert_path, &key_path] {
         if path.exists() {
-            bail!("{} already exists; remove it first to make a new CA", path.display());
+            bail!(
+                "{} already exists; remove it first to make a new CA",
+                path.display()
+            );
         }
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -103,7 +106,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(&written.key).expect("meta").permissions().mode();
+            let mode = fs::metadata(&written.key)
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let again = init(dir.path());

@@ -69,8 +69,9 @@ impl Forwarder {
 /// (RFC 9112 section 3.2.2).
 fn prepare_request(request: &mut Request<Incoming>) -> Result<(), ProxyError> {
     strip_hop_by_hop(request.headers_mut());
-    let host = host_header(request.uri())
-        .ok_or(ProxyError::MalformedRequest("request URI has no usable host"))?;
+    let host = host_header(request.uri()).ok_or(ProxyError::MalformedRequest(
+        "request URI has no usable host",
+    ))?;
     request.headers_mut().insert(header::HOST, host);
     Ok(())
 }
@@ -154,7 +155,8 @@ impl tower_service::Service<Uri> for DirectConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let dialer = self.dialer.clone();
         Box::pin(async move {
-            let target = Target::from_absolute_http(&uri).ok_or_else(|| DialError::bad_uri(&uri))?;
+            let target =
+                Target::from_absolute_http(&uri).ok_or_else(|| DialError::bad_uri(&uri))?;
             dialer.connect(&target).await.map(TokioIo::new)
         })
     }

@@ -16,7 +16,11 @@ use pacer::app::Server;
 use pacer::config::{self, Config};
 
 #[derive(Debug, Parser)]
-#[command(name = "pacer", version, about = "A forward proxy that paces automation accounts")]
+#[command(
+    name = "pacer",
+    version,
+    about = "A forward proxy that paces automation accounts"
+)]
 struct Cli {
     /// The config file.
     #[arg(short, long, global = true, default_value = "config/pacer.toml")]

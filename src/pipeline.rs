@@ -25,14 +25,17 @@ pub async fn open_tunnel(
 ) -> Result<TcpStream, ProxyError> {
     app.shutdown.ensure_open()?;
     ctx.account = Some(account.id.clone());
-    let stream = app.dialer.connect(&target).await;
-    ctx.target = Some(target);
-    Ok(stream?)
+    ctx.target = Some(target.clone());
+    Ok(app.dialer.connect(&target).await?)
 }
 
 /// Relays an open tunnel until it ends, then writes its access line.
-pub async fn run_tunnel<C>(app: &App, mut ctx: RequestContext, client: &mut C, destination: TcpStream)
-where
+pub async fn run_tunnel<C>(
+    app: &App,
+    mut ctx: RequestContext,
+    client: &mut C,
+    destination: TcpStream,
+) where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let mut destination = destination;
@@ -57,7 +60,9 @@ pub async fn forward(
 ) -> Result<Response<Incoming>, ProxyError> {
     app.shutdown.ensure_open()?;
     ctx.account = Some(account.id.clone());
-    let response = app.forwarder.forward(request, &target).await;
-    ctx.target = Some(target);
-    response
+    ctx.bytes_up = hyper::body::Body::size_hint(request.body())
+        .exact()
+        .unwrap_or(0);
+    ctx.target = Some(target.clone());
+    app.forwarder.forward(request, &target).await
 }

@@ -22,10 +22,15 @@ async fn check_accepts_the_shipped_configs() {
     for name in ["pacer.toml", "example-full.toml"] {
         let out = Command::new(PACER)
             .args(["check", "--config", &shipped(name)])
+            .env("ACCT2_SECRET", "from-the-environment")
             .output()
             .await
             .expect("run pacer check");
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -114,7 +119,10 @@ async fn curl(args: &[&str]) -> (bool, String) {
         .output()
         .await
         .expect("curl is installed");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -134,7 +142,14 @@ async fn curl_through_both_listeners_then_sigterm_exits_0() {
     assert_eq!(curl(&["-x", &proxy, &url]).await, (true, "hello".into()));
 
     let user = format!("acct-1:{SECRET}");
-    let socks = curl(&["--socks5-hostname", &pacer.socks, "--proxy-user", &user, &url]).await;
+    let socks = curl(&[
+        "--socks5-hostname",
+        &pacer.socks,
+        "--proxy-user",
+        &user,
+        &url,
+    ])
+    .await;
     assert_eq!(socks, (true, "hello".into()));
 
     let bare = format!("http://{}", pacer.http);
@@ -142,7 +157,16 @@ async fn curl_through_both_listeners_then_sigterm_exits_0() {
     let envelope: serde_json::Value = serde_json::from_str(&body).expect("envelope");
     assert_eq!(envelope["type"], "errors/missing_credentials");
 
-    let (ok, status) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-x", &proxy, "http://127.0.0.1:1/"]).await;
+    let (ok, status) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        &proxy,
+        "http://127.0.0.1:1/",
+    ])
+    .await;
     assert!(ok);
     assert_eq!(status, "502");
 

@@ -43,9 +43,17 @@ async fn streams_bodies_both_ways() {
     let origin = Origin::start().await;
     let proxy = Proxy::default().await;
     let client = proxy.client();
-    let big = client.get(origin.url("/bytes/1048576")).send().await.expect("send");
+    let big = client
+        .get(origin.url("/bytes/1048576"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(big.bytes().await.expect("body").len(), 1 << 20);
-    let chunked = client.get(origin.url("/chunked/300000")).send().await.expect("send");
+    let chunked = client
+        .get(origin.url("/chunked/300000"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(chunked.bytes().await.expect("body").len(), 300_000);
     let upload: serde_json::Value = client
         .post(origin.url("/echo"))
@@ -83,6 +91,11 @@ async fn keeps_client_connections_alive_and_pools_origin_connections() {
         assert!(text.ends_with("hello"), "{text}");
     }
     assert_eq!(origin.hits(), 3);
+    assert_eq!(
+        origin.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one pooled origin connection served all three"
+    );
 }
 
 #[tokio::test]
@@ -95,13 +108,28 @@ async fn connect_tunnels_carry_bytes_both_ways_with_half_close() {
         basic_auth()
     );
     stream.write_all(request.as_bytes()).await.expect("write");
-    let mut head = [0u8; 19];
-    stream.read_exact(&mut head).await.expect("200 head");
-    assert_eq!(&head, b"HTTP/1.1 200 OK\r\n\r\n");
-    stream.write_all(b"ping through the tunnel").await.expect("write");
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    stream
+        .write_all(b"ping through the tunnel")
+        .await
+        .expect("write");
     stream.shutdown().await.expect("half-close");
     let back = read_until_close(&mut stream, WITHIN).await;
     assert_eq!(back, b"ping through the tunnel");
+}
+
+/// Reads a response head byte by byte, up to and including the blank line.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(WITHIN, stream.read_u8())
+            .await
+            .expect("head in time")
+            .expect("head byte");
+        head.push(byte);
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 #[tokio::test]
@@ -117,7 +145,10 @@ async fn credentials_are_required_and_checked() {
     let missing = raw_exchange(proxy.http, request("").as_bytes(), WITHIN).await;
     assert_envelope(&missing, 407, "errors/missing_credentials");
     let (_, _, head) = parse_envelope(&missing);
-    assert!(head.contains("proxy-authenticate: basic realm=\"pacer\""), "{head}");
+    assert!(
+        head.contains("proxy-authenticate: basic realm=\"pacer\""),
+        "{head}"
+    );
     let wrong = request("Proxy-Authorization: Basic YWNjdC0xOndyb25n\r\n");
     let wrong = raw_exchange(proxy.http, wrong.as_bytes(), WITHIN).await;
     assert_envelope(&wrong, 407, "errors/invalid_credentials");
@@ -208,7 +239,12 @@ async fn blackhole() -> Option<(std::net::SocketAddr, Vec<TcpStream>)> {
 async fn garbage_and_oversized_heads_get_envelopes() {
     let origin = Origin::start().await;
     let proxy = Proxy::default().await;
-    let garbage = raw_exchange(proxy.http, b"\x16\x03\x01\x00\xff\x00garbage\r\n\r\n", WITHIN).await;
+    let garbage = raw_exchange(
+        proxy.http,
+        b"\x16\x03\x01\x00\xff\x00garbage\r\n\r\n",
+        WITHIN,
+    )
+    .await;
     assert_envelope(&garbage, 400, "errors/malformed_request");
     let mut huge = format!("GET {} HTTP/1.1\r\nX-Big: ", origin.url("/")).into_bytes();
     huge.extend(std::iter::repeat_n(b'a', 1 << 20));
@@ -223,7 +259,9 @@ async fn a_slow_head_is_cut_off_while_others_are_served() {
     let origin = Origin::start().await;
     let proxy = Proxy::start(&base_config("")).await;
     let mut slow = TcpStream::connect(proxy.http).await.expect("connect");
-    slow.write_all(b"GET http://127.0.0.1/ HTTP/1.1\r\nX-Slow: ").await.expect("write");
+    slow.write_all(b"GET http://127.0.0.1/ HTTP/1.1\r\nX-Slow: ")
+        .await
+        .expect("write");
     assert_still_serving(&proxy, &origin).await;
     let answer = read_until_close(&mut slow, WITHIN).await;
     assert_envelope(&answer, 408, "errors/request_timeout");
@@ -241,9 +279,25 @@ async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
         basic_auth()
     );
     stream.write_all(request.as_bytes()).await.expect("write");
-    let answer = read_until_close(&mut stream, WITHIN).await;
+    let started = tokio::time::Instant::now();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(WITHIN, stream.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "pacer closes the idle keep-alive connection"
+    );
     let text = String::from_utf8_lossy(&answer);
-    assert!(text.starts_with("HTTP/1.1 200") && text.ends_with("hello"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("hello"),
+        "{text}"
+    );
+    // idle_timeout is 3s in the test config; header_read_timeout (2s) must
+    // not be what closed it.
+    assert!(
+        started.elapsed() >= Duration::from_millis(2900),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -272,8 +326,17 @@ async fn shutdown_refuses_new_connections_and_finishes_in_flight_requests() {
     let http = proxy.http;
     let stopping = tokio::spawn(proxy.stop());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(TcpStream::connect(http).await.is_err(), "listener must be closed");
-    let body = in_flight.await.expect("task").expect("in-flight request finished");
+    assert!(
+        TcpStream::connect(http).await.is_err(),
+        "listener must be closed"
+    );
+    let body = in_flight
+        .await
+        .expect("task")
+        .expect("in-flight request finished");
     assert_eq!(body, "slow");
-    assert!(stopping.await.expect("stop task"), "drained within the grace period");
+    assert!(
+        stopping.await.expect("stop task"),
+        "drained within the grace period"
+    );
 }

@@ -13,24 +13,17 @@ use tokio::net::TcpStream;
 
 const WITHIN: Duration = Duration::from_secs(10);
 
-fn socks_client(proxy_url: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .proxy(reqwest::Proxy::all(proxy_url).expect("proxy url"))
-        .build()
-        .expect("client")
-}
+const ACCT: Option<(&str, &str)> = Some(("acct-1", SECRET));
 
 #[tokio::test]
 async fn password_auth_and_domain_or_ip_targets() {
     let origin = Origin::start().await;
     let proxy = Proxy::default().await;
-    let remote_dns = socks_client(&format!("socks5h://acct-1:{SECRET}@{}", proxy.socks));
-    let by_name = format!("http://localhost:{}/", origin.addr.port());
-    let body = remote_dns.get(&by_name).send().await.expect("send").text().await;
-    assert_eq!(body.expect("body"), "hello");
-    let local_dns = socks_client(&format!("socks5://acct-1:{SECRET}@{}", proxy.socks));
-    let body = local_dns.get(origin.url("/")).send().await.expect("send").text().await;
-    assert_eq!(body.expect("body"), "hello");
+    let port = origin.addr.port();
+    let by_name = socks_get(proxy.socks, ACCT, "localhost", port, "/").await;
+    assert_eq!(by_name.as_deref(), Ok("hello"));
+    let by_ip = socks_get(proxy.socks, ACCT, "127.0.0.1", port, "/").await;
+    assert_eq!(by_ip.as_deref(), Ok("hello"));
 }
 
 #[tokio::test]
@@ -40,19 +33,20 @@ async fn ipv6_targets() {
         return;
     };
     let proxy = Proxy::default().await;
-    let client = socks_client(&format!("socks5://acct-1:{SECRET}@{}", proxy.socks));
-    let body = client.get(origin.url("/")).send().await.expect("send").text().await;
-    assert_eq!(body.expect("body"), "hello");
+    let body = socks_get(proxy.socks, ACCT, "::1", origin.addr.port(), "/").await;
+    assert_eq!(body.as_deref(), Ok("hello"));
 }
 
 #[tokio::test]
 async fn a_bound_listener_needs_no_credentials() {
     let origin = Origin::start().await;
     let proxy = Proxy::default().await;
-    let client = socks_client(&format!("socks5h://{}", proxy.bound_socks));
-    let body = client.get(origin.url("/")).send().await.expect("send").text().await;
-    assert_eq!(body.expect("body"), "hello");
-    let mut raw = TcpStream::connect(proxy.bound_socks).await.expect("connect");
+    let port = origin.addr.port();
+    let body = socks_get(proxy.bound_socks, None, "127.0.0.1", port, "/").await;
+    assert_eq!(body.as_deref(), Ok("hello"));
+    let mut raw = TcpStream::connect(proxy.bound_socks)
+        .await
+        .expect("connect");
     raw.write_all(&[5, 1, 2]).await.expect("greeting");
     let mut reply = [0u8; 2];
     raw.read_exact(&mut reply).await.expect("method reply");
@@ -94,7 +88,10 @@ async fn command(stream: &mut TcpStream, cmd: u8, target: SocketAddr) -> u8 {
 async fn wrong_credentials_get_status_1_and_a_closed_connection() {
     let origin = Origin::start().await;
     let proxy = Proxy::default().await;
-    for (user, pass) in [(&b"acct-1"[..], &b"wrong"[..]), (b"nobody", SECRET.as_bytes())] {
+    for (user, pass) in [
+        (&b"acct-1"[..], &b"wrong"[..]),
+        (b"nobody", SECRET.as_bytes()),
+    ] {
         let mut stream = TcpStream::connect(proxy.socks).await.expect("connect");
         assert_eq!(authenticate(&mut stream, user, pass).await, 1);
         assert!(read_until_close(&mut stream, WITHIN).await.is_empty());
@@ -103,7 +100,11 @@ async fn wrong_credentials_get_status_1_and_a_closed_connection() {
     no_method.write_all(&[5, 1, 0]).await.expect("greeting");
     let mut reply = [0u8; 2];
     no_method.read_exact(&mut reply).await.expect("reply");
-    assert_eq!(reply, [5, 0xff], "no-auth is not offered on an unbound listener");
+    assert_eq!(
+        reply,
+        [5, 0xff],
+        "no-auth is not offered on an unbound listener"
+    );
     assert_still_serving(&proxy, &origin).await;
 }
 
@@ -119,7 +120,11 @@ async fn connect_replies_follow_the_spec() {
     assert_eq!(command(&mut bind, 2, origin.addr).await, 0x07, "BIND");
     let mut udp = TcpStream::connect(proxy.socks).await.expect("connect");
     authenticate(&mut udp, b"acct-1", SECRET.as_bytes()).await;
-    assert_eq!(command(&mut udp, 3, origin.addr).await, 0x07, "UDP ASSOCIATE");
+    assert_eq!(
+        command(&mut udp, 3, origin.addr).await,
+        0x07,
+        "UDP ASSOCIATE"
+    );
     let mut refused = TcpStream::connect(proxy.socks).await.expect("connect");
     authenticate(&mut refused, b"acct-1", SECRET.as_bytes()).await;
     assert_eq!(command(&mut refused, 1, closed_port().await).await, 0x05);
@@ -148,18 +153,25 @@ async fn garbage_and_truncated_handshakes_do_not_hurt() {
     let garbage = raw_exchange(proxy.socks, b"GET / HTTP/1.1\r\n\r\n", WITHIN).await;
     assert!(garbage.len() <= 2, "{garbage:?}");
     let mut truncated = TcpStream::connect(proxy.socks).await.expect("connect");
-    truncated.write_all(&[5, 2, 2]).await.expect("half a greeting");
+    truncated
+        .write_all(&[5, 2, 2])
+        .await
+        .expect("half a greeting");
     drop(truncated);
     let mut cut = TcpStream::connect(proxy.socks).await.expect("connect");
     authenticate(&mut cut, b"acct-1", SECRET.as_bytes()).await;
-    cut.write_all(&[5, 1, 0, 1, 127]).await.expect("half a command");
+    cut.write_all(&[5, 1, 0, 1, 127])
+        .await
+        .expect("half a command");
     drop(cut);
     let mut silent = TcpStream::connect(proxy.socks).await.expect("connect");
     let closed = read_until_close(&mut silent, WITHIN).await;
-    assert!(closed.is_empty(), "a silent client is dropped after the handshake timeout");
-    let client = socks_client(&format!("socks5h://acct-1:{SECRET}@{}", proxy.socks));
-    let body = client.get(origin.url("/")).send().await.expect("send").text().await;
-    assert_eq!(body.expect("body"), "hello");
+    assert!(
+        closed.is_empty(),
+        "a silent client is dropped after the handshake timeout"
+    );
+    let body = socks_get(proxy.socks, ACCT, "localhost", origin.addr.port(), "/").await;
+    assert_eq!(body.as_deref(), Ok("hello"));
     assert_still_serving(&proxy, &origin).await;
 }
 
@@ -170,11 +182,13 @@ async fn over_max_connections_connect_gets_general_failure() {
     let holder = TcpStream::connect(proxy.http).await.expect("connect");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut over = TcpStream::connect(proxy.socks).await.expect("connect");
-    assert_eq!(authenticate(&mut over, b"acct-1", SECRET.as_bytes()).await, 0);
+    assert_eq!(
+        authenticate(&mut over, b"acct-1", SECRET.as_bytes()).await,
+        0
+    );
     assert_eq!(command(&mut over, 1, origin.addr).await, 0x01);
     drop(holder);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let client = socks_client(&format!("socks5h://acct-1:{SECRET}@{}", proxy.socks));
-    let body = client.get(origin.url("/")).send().await.expect("send").text().await;
-    assert_eq!(body.expect("body"), "hello");
+    let body = socks_get(proxy.socks, ACCT, "localhost", origin.addr.port(), "/").await;
+    assert_eq!(body.as_deref(), Ok("hello"));
 }

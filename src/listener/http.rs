@@ -150,7 +150,11 @@ enum Outcome {
 
 /// Answers one request: the origin's response, a tunnel's 200, or an
 /// envelope.
-async fn handle(app: &Arc<App>, conn: &Arc<HttpConn>, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(
+    app: &Arc<App>,
+    conn: &Arc<HttpConn>,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     conn.activity.request_started();
     let mut ctx = RequestContext::new(ListenerKind::Http, conn.peer, request.method().clone());
     match proxy(app, conn, &mut ctx, request).await {
@@ -179,7 +183,10 @@ async fn handle(app: &Arc<App>, conn: &Arc<HttpConn>, request: Request<Incoming>
                 Some(ctx.id),
                 err.closes_connection(),
             );
-            if matches!(err, ProxyError::MissingCredentials | ProxyError::InvalidCredentials) {
+            if matches!(
+                err,
+                ProxyError::MissingCredentials | ProxyError::InvalidCredentials
+            ) {
                 response.headers_mut().insert(
                     http::header::PROXY_AUTHENTICATE,
                     http::HeaderValue::from_static("Basic realm=\"pacer\""),
@@ -199,13 +206,15 @@ async fn proxy(
 ) -> Result<Outcome, ProxyError> {
     let is_connect = request.method() == Method::CONNECT;
     let target = if is_connect {
-        Target::from_connect(request.uri())
-            .ok_or(ProxyError::MalformedRequest("CONNECT needs a host:port target"))?
+        Target::from_connect(request.uri()).ok_or(ProxyError::MalformedRequest(
+            "CONNECT needs a host:port target",
+        ))?
     } else {
         Target::from_absolute_http(request.uri()).ok_or(ProxyError::MalformedRequest(
             "a proxy request needs an absolute http:// URI",
         ))?
     };
+    ctx.target = Some(target.clone());
     let account = match &conn.account {
         Some(bound) => bound.clone(),
         None => app

@@ -73,8 +73,8 @@ impl ConnectionLimit {
 }
 
 /// Accepts connections until shutdown begins, then drops the listener.
+/// Connection tasks never hold the listening socket, so it closes at once.
 pub async fn accept_loop(app: Arc<App>, bound: BoundListener) {
-    let bound = Arc::new(bound);
     loop {
         let accepted = tokio::select! {
             () = app.shutdown.begun() => break,
@@ -92,23 +92,30 @@ pub async fn accept_loop(app: Arc<App>, bound: BoundListener) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let task_app = app.clone();
-        let task_bound = bound.clone();
-        app.shutdown
-            .spawn(serve(task_app, task_bound, stream, peer, admission));
+        let task = serve(
+            app.clone(),
+            bound.protocol,
+            bound.account.clone(),
+            stream,
+            peer,
+            admission,
+        );
+        app.shutdown.spawn(task);
     }
 }
 
 async fn serve(
     app: Arc<App>,
-    bound: Arc<BoundListener>,
+    protocol: ListenerProtocol,
+    account: Option<Arc<Account>>,
     stream: TcpStream,
     peer: std::net::SocketAddr,
     admission: Admission,
 ) {
-    let account = bound.account.clone();
-    match bound.protocol {
-        ListenerProtocol::Http => http::serve_connection(app, stream, peer, account, admission).await,
+    match protocol {
+        ListenerProtocol::Http => {
+            http::serve_connection(app, stream, peer, account, admission).await
+        }
         ListenerProtocol::Socks5 => {
             socks5::serve_connection(app, stream, peer, account, admission).await
         }

@@ -86,7 +86,9 @@ async fn handshake(
             rfc1929(app, pending).await?
         }
     };
-    read_connect(authenticated).await.map(|(proto, target)| (proto, account, target))
+    read_connect(authenticated)
+        .await
+        .map(|(proto, target)| (proto, account, target))
 }
 
 async fn read_connect(proto: Authenticated) -> Option<(CommandRead, Target)> {

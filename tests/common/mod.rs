@@ -145,6 +145,7 @@ impl Proxy {
 pub struct Origin {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl Origin {
@@ -161,9 +162,12 @@ impl Origin {
     async fn serve(listener: TcpListener) -> Origin {
         let addr = listener.local_addr().expect("origin addr");
         let hits = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
+        let accepted = connections.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -176,7 +180,11 @@ impl Origin {
                 });
             }
         });
-        Origin { addr, hits }
+        Origin {
+            addr,
+            hits,
+            connections,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -192,7 +200,10 @@ type OriginBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn origin_answer(req: Request<Incoming>) -> Result<Response<OriginBody>, Infallible> {
     let path = req.uri().path().to_owned();
-    let number = |prefix: &str| path.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok());
+    let number = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .and_then(|n| n.parse::<usize>().ok())
+    };
     if path == "/echo" {
         return Ok(Response::new(full(echo(req).await)));
     }
@@ -245,7 +256,12 @@ async fn echo(req: Request<Incoming>) -> Vec<u8> {
             )
         })
         .collect();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
     serde_json::to_vec(&serde_json::json!({
         "method": method, "uri": uri, "headers": headers, "body_len": body,
     }))
@@ -309,7 +325,10 @@ pub fn assert_envelope(raw: &[u8], status: u16, kind: &str) {
     assert_eq!(got, status, "{}", String::from_utf8_lossy(raw));
     assert_eq!(json["type"], kind, "{json}");
     assert_eq!(json["status"], status);
-    assert!(head.contains("content-type: application/problem+json"), "{head}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
     let id = json["instance"].as_str().expect("instance");
     assert!(head.contains(&format!("x-request-id: {id}")), "{head}");
 }
@@ -333,4 +352,52 @@ pub fn basic_auth() -> String {
     use base64::Engine as _;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("acct-1:{SECRET}"));
     format!("Basic {token}")
+}
+
+/// GET `path` from `host:port` through a SOCKS5 listener, with fast-socks5's
+/// client (`credentials: None` offers no-auth), and returns the body.
+pub async fn socks_get(
+    proxy: SocketAddr,
+    credentials: Option<(&str, &str)>,
+    host: &str,
+    port: u16,
+    path: &str,
+) -> Result<String, String> {
+    use fast_socks5::client::{Config, Socks5Stream};
+    let config = Config::default();
+    let proxy = proxy.to_string();
+    let target = host.to_owned();
+    let stream = match credentials {
+        Some((user, pass)) => {
+            Socks5Stream::connect_with_password(
+                proxy,
+                target,
+                port,
+                user.into(),
+                pass.into(),
+                config,
+            )
+            .await
+        }
+        None => Socks5Stream::connect(proxy, target, port, config).await,
+    }
+    .map_err(|e| format!("socks connect: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(connection);
+    let request = Request::get(path)
+        .header("host", format!("{host}:{port}"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
 }
