@@ -4,9 +4,15 @@
 
 use crate::context::RequestContext;
 
+/// Whether access lines are being written (so that work done only for them
+/// can be skipped).
+pub fn enabled() -> bool {
+    tracing::enabled!(target: "pacer::access", tracing::Level::INFO)
+}
+
 /// Writes the access line for a finished request or tunnel.
 pub fn record(ctx: &RequestContext) {
-    if !tracing::enabled!(target: "pacer::access", tracing::Level::INFO) {
+    if !enabled() {
         return;
     }
     let account = ctx.account.as_deref().unwrap_or("-");
@@ -21,6 +27,7 @@ pub fn record(ctx: &RequestContext) {
         listener = ctx.listener.as_str(),
         client = %ctx.peer,
         account,
+        actions = if ctx.actions.is_empty() { "-" } else { ctx.actions.as_str() },
         method = %ctx.method,
         host,
         status = ctx.status,

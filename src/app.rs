@@ -5,16 +5,23 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::auth::Accounts;
+use crate::classify::Classifier;
 use crate::config::{Config, ListenerProtocol, ServerConfig};
 use crate::dial::Dialer;
 use crate::forward::Forwarder;
+use crate::limit::clock::Clock;
+use crate::limit::policy::PolicyLimits;
 use crate::listener::{self, BoundListener, ConnectionLimit};
 use crate::shutdown::Shutdown;
+
+/// How often idle accounts' rolling windows are freed.
+const COMPACT_EVERY: Duration = Duration::from_secs(60);
 
 /// Shared state of the running proxy, built once from a validated config.
 pub struct App {
@@ -22,6 +29,10 @@ pub struct App {
     pub settings: ServerConfig,
     /// The configured accounts.
     pub accounts: Accounts,
+    /// The compiled `[[actions]]` rules.
+    pub classifier: Classifier,
+    /// The limiters' clock.
+    pub clock: Clock,
     /// Direct egress.
     pub dialer: Dialer,
     /// Pooled plain-HTTP forwarding.
@@ -34,16 +45,41 @@ pub struct App {
 
 impl App {
     /// Compiles `config` into runtime objects.
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, clock: Clock) -> anyhow::Result<Self> {
         let settings = config.server.clone();
         let dialer = Dialer::new(settings.connect_timeout);
-        App {
-            accounts: Accounts::new(&config.accounts),
+        let classifier = Classifier::new(&config.actions)?;
+        let policies = config
+            .policies
+            .iter()
+            .map(|(slug, policy)| {
+                (
+                    slug.clone(),
+                    Arc::new(PolicyLimits::new(policy, &classifier)),
+                )
+            })
+            .collect();
+        let accounts = Accounts::new(&config.accounts, &policies).map_err(anyhow::Error::msg)?;
+        Ok(App {
+            accounts,
+            classifier,
+            clock,
             forwarder: Forwarder::new(dialer.clone(), settings.idle_timeout),
             dialer,
             connections: ConnectionLimit::new(settings.max_connections),
             shutdown: Shutdown::new(),
             settings,
+        })
+    }
+
+    /// Frees idle accounts' limiter memory, forever (a background task).
+    async fn compact_limiters(self: Arc<Self>) {
+        let mut every = tokio::time::interval(COMPACT_EVERY);
+        loop {
+            every.tick().await;
+            for account in self.accounts.iter() {
+                account.limiter.compact(&self.clock);
+            }
         }
     }
 }
@@ -57,7 +93,12 @@ pub struct Server {
 impl Server {
     /// Binds every configured listener (port 0 picks a free port).
     pub async fn bind(config: &Config) -> anyhow::Result<Server> {
-        let app = Arc::new(App::new(config));
+        Self::bind_with_clock(config, Clock::system()).await
+    }
+
+    /// [`Server::bind`] with the limiters on `clock` (tests).
+    pub async fn bind_with_clock(config: &Config, clock: Clock) -> anyhow::Result<Server> {
+        let app = Arc::new(App::new(config, clock)?);
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let tcp = TcpListener::bind(l.addr)
@@ -93,7 +134,9 @@ impl Server {
         for bound in self.listeners {
             tokio::spawn(listener::accept_loop(self.app.clone(), bound));
         }
+        let compactor = tokio::spawn(self.app.clone().compact_limiters());
         stop.await;
+        compactor.abort();
         tracing::info!("shutting down");
         self.app.shutdown.begin();
         let drained = self

@@ -10,6 +10,8 @@ use http::HeaderValue;
 
 use crate::config::{AccountConfig, Secret};
 use crate::error::ProxyError;
+use crate::limit::policy::PolicyLimits;
+use crate::limit::AccountLimiter;
 
 /// An account as the request path sees it.
 #[derive(Debug)]
@@ -17,6 +19,10 @@ pub struct Account {
     /// The account id (the proxy user name).
     pub id: Arc<str>,
     secret: Secret,
+    /// The policy in force.
+    pub policy: Arc<PolicyLimits>,
+    /// The account's limiter state.
+    pub limiter: Arc<AccountLimiter>,
 }
 
 /// Every configured account, by id.
@@ -29,23 +35,38 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// The registry of `accounts`.
-    pub fn new(accounts: &[AccountConfig]) -> Self {
-        let by_id = accounts
-            .iter()
-            .map(|a| {
-                let id: Arc<str> = Arc::from(a.id.as_str());
-                let account = Account {
-                    id: id.clone(),
-                    secret: a.secret.clone(),
-                };
-                (id, Arc::new(account))
-            })
-            .collect();
-        Accounts {
+    /// The registry of `accounts`, each with its compiled policy (`None`
+    /// when an account names a policy `policies` lacks).
+    pub fn new(
+        accounts: &[AccountConfig],
+        policies: &HashMap<String, Arc<PolicyLimits>>,
+    ) -> Result<Self, String> {
+        let mut by_id = HashMap::with_capacity(accounts.len());
+        for config in accounts {
+            let policy = policies.get(&config.policy).ok_or_else(|| {
+                format!(
+                    "account {} names unknown policy {}",
+                    config.id, config.policy
+                )
+            })?;
+            let id: Arc<str> = Arc::from(config.id.as_str());
+            let account = Account {
+                id: id.clone(),
+                secret: config.secret.clone(),
+                policy: policy.clone(),
+                limiter: Arc::default(),
+            };
+            by_id.insert(id, Arc::new(account));
+        }
+        Ok(Accounts {
             by_id,
             decoy: Secret::new("pacer-decoy-secret-for-unknown-ids"),
-        }
+        })
+    }
+
+    /// Every account.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Account>> {
+        self.by_id.values()
     }
 
     /// The account with this id, for bound listeners.
@@ -100,14 +121,22 @@ mod tests {
     use super::*;
 
     fn accounts() -> Accounts {
-        Accounts::new(&[AccountConfig {
-            id: "acct-1".into(),
-            secret: Secret::new("s3cret"),
-            account_type: None,
-            policy: "p".into(),
-            plan: crate::config::Plan::Free,
-            route: crate::config::AccountRoute::Direct,
-        }])
+        let policy = crate::config::Policy::with_defaults("p");
+        let classifier = crate::classify::Classifier::new(&[]).expect("classifier");
+        let compiled = Arc::new(PolicyLimits::new(&policy, &classifier));
+        let policies = HashMap::from([("p".to_owned(), compiled)]);
+        let accounts = Accounts::new(
+            &[AccountConfig {
+                id: "acct-1".into(),
+                secret: Secret::new("s3cret"),
+                account_type: None,
+                policy: "p".into(),
+                plan: crate::config::Plan::Free,
+                route: crate::config::AccountRoute::Direct,
+            }],
+            &policies,
+        );
+        accounts.expect("accounts")
     }
 
     fn basic(user_pass: &str) -> HeaderValue {

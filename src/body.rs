@@ -13,6 +13,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::access_log;
 use crate::context::RequestContext;
+use crate::limit::Grant;
 use crate::listener::conn::ConnActivity;
 
 /// A response body: empty, one buffer, or an origin's stream.
@@ -31,17 +32,23 @@ enum Inner {
 pub struct Finish {
     ctx: RequestContext,
     conn: Arc<ConnActivity>,
+    grant: Option<Grant>,
 }
 
 impl Finish {
-    /// Closes out `ctx` on `conn` when dropped.
-    pub fn new(ctx: RequestContext, conn: Arc<ConnActivity>) -> Self {
-        Finish { ctx, conn }
+    /// Closes out `ctx` on `conn` and releases `grant` when dropped.
+    pub fn new(ctx: RequestContext, conn: Arc<ConnActivity>, grant: Grant) -> Self {
+        Finish {
+            ctx,
+            conn,
+            grant: Some(grant),
+        }
     }
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
+        drop(self.grant.take());
         self.conn.request_finished();
         access_log::record(&self.ctx);
     }

@@ -80,6 +80,9 @@ pub struct RequestContext {
     pub peer: SocketAddr,
     /// The account, once identified.
     pub account: Option<Arc<str>>,
+    /// The names of the actions it matched, comma-separated (filled only
+    /// when the access log is on).
+    pub actions: String,
     /// The method (`CONNECT` for tunnels).
     pub method: Method,
     /// The destination, once known.
@@ -104,6 +107,7 @@ impl RequestContext {
             listener,
             peer,
             account: None,
+            actions: String::new(),
             method,
             target: None,
             status: 0,

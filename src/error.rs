@@ -3,12 +3,14 @@
 //! code, side by side. Every variant is decided here, with no catch-all arm;
 //! converting an error logs nothing (the access log does).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fast_socks5::ReplyError;
 use http::StatusCode;
 
 use crate::dial::{DialError, DialErrorKind};
+use crate::limit::Refusal;
 
 /// Why pacer refused or failed a request or tunnel.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,19 @@ pub enum ProxyError {
     /// The credentials did not match an account.
     #[error("proxy credentials were not accepted")]
     InvalidCredentials,
+    /// A limit of the account's policy refused the request.
+    #[error(
+        "{} ({}) reached for account {account}; retry in {} s",
+        refusal.hit.key,
+        refusal.hit.value,
+        retry_after_secs(refusal.hit.retry_after)
+    )]
+    RateLimited {
+        /// The account.
+        account: Arc<str>,
+        /// The limit and the wait.
+        refusal: Refusal,
+    },
     /// pacer is at `max_connections` or shutting down.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -95,6 +110,7 @@ const INVALID_CREDENTIALS: WireCode = code(
     "errors/invalid_credentials",
     "Proxy Authentication Required",
 );
+const RATE_LIMITED: WireCode = code(429, "errors/rate_limited", "Too Many Requests");
 const UNAVAILABLE: WireCode = code(503, "errors/service_unavailable", "Service Unavailable");
 const PROVIDER: WireCode = code(502, "errors/provider_error", "Bad Gateway");
 const GATEWAY_TIMEOUT: WireCode = code(504, "errors/request_timeout", "Gateway Timeout");
@@ -108,6 +124,7 @@ impl ProxyError {
             ProxyError::ClientTimeout(_) => CLIENT_TIMEOUT,
             ProxyError::MissingCredentials => MISSING_CREDENTIALS,
             ProxyError::InvalidCredentials => INVALID_CREDENTIALS,
+            ProxyError::RateLimited { .. } => RATE_LIMITED,
             ProxyError::Unavailable(_) => UNAVAILABLE,
             ProxyError::Destination(err) => match err.kind {
                 DialErrorKind::TimedOut => GATEWAY_TIMEOUT,
@@ -134,6 +151,7 @@ impl ProxyError {
             ProxyError::OriginTimeout { .. } | ProxyError::ClientTimeout(_) => {
                 ReplyError::HostUnreachable
             }
+            ProxyError::RateLimited { .. } => ReplyError::ConnectionNotAllowed,
             ProxyError::MalformedRequest(_)
             | ProxyError::HeadersTooLarge { .. }
             | ProxyError::MissingCredentials
@@ -153,11 +171,37 @@ impl ProxyError {
             | ProxyError::Unavailable(_) => true,
             ProxyError::MissingCredentials
             | ProxyError::InvalidCredentials
+            | ProxyError::RateLimited { .. }
             | ProxyError::Destination(_)
             | ProxyError::OriginTimeout { .. }
             | ProxyError::OriginFailed { .. } => false,
         }
     }
+}
+
+impl ProxyError {
+    /// Whether the request failed before anything of it reached the origin,
+    /// so that its daily-cap and batch consumption is given back.
+    pub fn never_reached_origin(&self) -> bool {
+        match self {
+            ProxyError::Destination(_) => true,
+            ProxyError::MalformedRequest(_)
+            | ProxyError::HeadersTooLarge { .. }
+            | ProxyError::ClientTimeout(_)
+            | ProxyError::MissingCredentials
+            | ProxyError::InvalidCredentials
+            | ProxyError::RateLimited { .. }
+            | ProxyError::Unavailable(_)
+            | ProxyError::OriginTimeout { .. }
+            | ProxyError::OriginFailed { .. } => false,
+        }
+    }
+}
+
+/// Whole seconds to wait, rounded up, at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 #[cfg(test)]
@@ -175,6 +219,13 @@ mod tests {
         let timeout = DialError::for_test(DialErrorKind::TimedOut);
         assert_eq!(ProxyError::from(timeout).socks_reply().as_u8(), 0x04);
         assert_eq!(ProxyError::Unavailable("x").socks_reply().as_u8(), 0x01);
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_secs(Duration::from_millis(6001)), 7);
+        assert_eq!(retry_after_secs(Duration::from_secs(7)), 7);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
     }
 
     #[test]

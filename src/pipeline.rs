@@ -1,9 +1,8 @@
 //! The driver every entry point calls once it has parsed its request and
 //! identified the account: classify > admit > route > dial > relay | forward.
-//! Classification, admission and upstream routing join here as they land;
-//! today every account goes direct.
+//! Upstream routing joins here as it lands; today every account goes direct.
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -11,35 +10,103 @@ use tokio::net::TcpStream;
 use crate::access_log;
 use crate::app::App;
 use crate::auth::Account;
+use crate::classify::RequestShape;
 use crate::context::RequestContext;
 use crate::error::ProxyError;
+use crate::limit::Grant;
 use crate::relay::{relay, RelayEnd};
 use crate::target::Target;
 
-/// Opens the destination side of a tunnel (HTTP CONNECT or SOCKS5 CONNECT).
+/// An open tunnel: the destination, and the admission it holds.
+#[derive(Debug)]
+pub struct Tunnel {
+    /// The destination's socket.
+    pub destination: TcpStream,
+    grant: Grant,
+}
+
+/// A forwarded request: the origin's response, and the admission it holds
+/// until the response ends.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// The origin's response, body still streaming.
+    pub response: Response<Incoming>,
+    /// Released when the response is over.
+    pub grant: Grant,
+}
+
+/// Classifies the request and asks the account's limits for admission.
+async fn admit(
+    app: &App,
+    ctx: &mut RequestContext,
+    account: &Account,
+    shape: RequestShape<'_>,
+) -> Result<Grant, ProxyError> {
+    let actions = app.classifier.classify(shape);
+    if access_log::enabled() {
+        ctx.actions = actions
+            .iter()
+            .map(|id| app.classifier.name(*id))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    match account
+        .limiter
+        .admit(&account.policy, &actions, &app.clock)
+        .await
+    {
+        Ok(grant) => {
+            ctx.waited = grant.waited();
+            Ok(grant)
+        }
+        Err(refusal) => {
+            ctx.waited = refusal.waited;
+            Err(ProxyError::RateLimited {
+                account: account.id.clone(),
+                refusal,
+            })
+        }
+    }
+}
+
+/// Opens the destination side of a tunnel (HTTP CONNECT or SOCKS5 CONNECT):
+/// one request with method `CONNECT`, the target host and no path.
 pub async fn open_tunnel(
     app: &App,
     ctx: &mut RequestContext,
     account: &Account,
     target: Target,
-) -> Result<TcpStream, ProxyError> {
+) -> Result<Tunnel, ProxyError> {
     app.shutdown.ensure_open()?;
     ctx.account = Some(account.id.clone());
     ctx.target = Some(target.clone());
-    Ok(app.dialer.connect(&target).await?)
+    let host = target.host_str();
+    let shape = RequestShape {
+        method: &Method::CONNECT,
+        host: &host,
+        path: None,
+    };
+    let grant = admit(app, ctx, account, shape).await?;
+    match app.dialer.connect(&target).await {
+        Ok(destination) => Ok(Tunnel { destination, grant }),
+        Err(err) => {
+            grant.give_back();
+            Err(err.into())
+        }
+    }
 }
 
 /// Relays an open tunnel until it ends, then writes its access line.
-pub async fn run_tunnel<C>(
-    app: &App,
-    mut ctx: RequestContext,
-    client: &mut C,
-    destination: TcpStream,
-) where
+pub async fn run_tunnel<C>(app: &App, mut ctx: RequestContext, client: &mut C, tunnel: Tunnel)
+where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut destination = destination;
+    let Tunnel {
+        mut destination,
+        grant,
+    } = tunnel;
     let outcome = relay(client, &mut destination, app.settings.idle_timeout).await;
+    drop(grant);
     ctx.bytes_up = outcome.up;
     ctx.bytes_down = outcome.down;
     match &outcome.end {
@@ -57,12 +124,27 @@ pub async fn forward(
     account: &Account,
     request: Request<Incoming>,
     target: Target,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Forwarded, ProxyError> {
     app.shutdown.ensure_open()?;
     ctx.account = Some(account.id.clone());
     ctx.bytes_up = hyper::body::Body::size_hint(request.body())
         .exact()
         .unwrap_or(0);
     ctx.target = Some(target.clone());
-    app.forwarder.forward(request, &target).await
+    let host = target.host_str();
+    let shape = RequestShape {
+        method: request.method(),
+        host: &host,
+        path: Some(request.uri().path()),
+    };
+    let grant = admit(app, ctx, account, shape).await?;
+    match app.forwarder.forward(request, &target).await {
+        Ok(response) => Ok(Forwarded { response, grant }),
+        Err(err) => {
+            if err.never_reached_origin() {
+                grant.give_back();
+            }
+            Err(err)
+        }
+    }
 }

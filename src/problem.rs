@@ -2,13 +2,16 @@
 //! pacer makes itself is built from.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
+use http::header::{
+    HeaderMap, HeaderValue, CONNECTION, CONTENT_TYPE, PROXY_AUTHENTICATE, RETRY_AFTER,
+};
 use http::Response;
 use serde::Serialize;
 
 use crate::body::ProxyBody;
 use crate::context::RequestId;
-use crate::error::WireCode;
+use crate::error::{retry_after_secs, ProxyError, WireCode};
+use crate::limit::Hit;
 
 /// The header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -63,6 +66,56 @@ pub fn response(
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// The response for a request that failed with `err`: the envelope plus
+/// the headers its kind calls for (`Proxy-Authenticate` on 407; on 429
+/// `Retry-After` and the IETF `RateLimit-Policy` / `RateLimit` fields for
+/// the limit that refused).
+pub fn error_response(err: &ProxyError, id: RequestId) -> Response<ProxyBody> {
+    let detail = err.to_string();
+    let mut response = response(
+        err.wire_code(),
+        Some(&detail),
+        Some(id),
+        err.closes_connection(),
+    );
+    let headers = response.headers_mut();
+    match err {
+        ProxyError::MissingCredentials | ProxyError::InvalidCredentials => {
+            headers.insert(
+                PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"pacer\""),
+            );
+        }
+        ProxyError::RateLimited { refusal, .. } => rate_limit_headers(headers, &refusal.hit),
+        ProxyError::MalformedRequest(_)
+        | ProxyError::HeadersTooLarge { .. }
+        | ProxyError::ClientTimeout(_)
+        | ProxyError::Unavailable(_)
+        | ProxyError::Destination(_)
+        | ProxyError::OriginTimeout { .. }
+        | ProxyError::OriginFailed { .. } => {}
+    }
+    response
+}
+
+fn rate_limit_headers(headers: &mut HeaderMap, hit: &Hit) {
+    let wait = retry_after_secs(hit.retry_after);
+    let mut policy = format!("\"{}\";q={}", hit.key, hit.value);
+    if let Some(window) = hit.window() {
+        policy.push_str(&format!(";w={}", retry_after_secs(window)));
+    }
+    let state = format!("\"{}\";r={};t={wait}", hit.key, hit.remaining);
+    for (name, value) in [
+        (RETRY_AFTER.as_str(), wait.to_string()),
+        ("ratelimit-policy", policy),
+        ("ratelimit", state),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
 }
 
 #[cfg(test)]

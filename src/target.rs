@@ -1,6 +1,7 @@
 //! Where a request or tunnel is going: host (name or address) and port,
 //! parsed from an absolute URI, a CONNECT authority or a SOCKS5 address.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -63,10 +64,10 @@ impl Target {
     }
 
     /// The host as text, without brackets: what action rules match against.
-    pub fn host_str(&self) -> String {
+    pub fn host_str(&self) -> Cow<'_, str> {
         match &self.host {
-            Host::Name(name) => name.clone(),
-            Host::Ip(ip) => ip.to_string(),
+            Host::Name(name) => Cow::Borrowed(name),
+            Host::Ip(ip) => Cow::Owned(ip.to_string()),
         }
     }
 }

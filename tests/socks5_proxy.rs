@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
@@ -53,37 +52,6 @@ async fn a_bound_listener_needs_no_credentials() {
     assert_eq!(reply, [5, 0xff], "a bound listener offers only no-auth");
 }
 
-/// Greets with username/password and authenticates; returns the status.
-async fn authenticate(stream: &mut TcpStream, user: &[u8], pass: &[u8]) -> u8 {
-    stream.write_all(&[5, 1, 2]).await.expect("greeting");
-    let mut method = [0u8; 2];
-    stream.read_exact(&mut method).await.expect("method");
-    assert_eq!(method, [5, 2]);
-    let mut auth = vec![1, user.len() as u8];
-    auth.extend_from_slice(user);
-    auth.push(pass.len() as u8);
-    auth.extend_from_slice(pass);
-    stream.write_all(&auth).await.expect("auth");
-    let mut status = [0u8; 2];
-    stream.read_exact(&mut status).await.expect("auth status");
-    assert_eq!(status[0], 1);
-    status[1]
-}
-
-/// Sends a command for an IPv4 target; returns the reply code.
-async fn command(stream: &mut TcpStream, cmd: u8, target: SocketAddr) -> u8 {
-    let SocketAddr::V4(v4) = target else {
-        panic!("ipv4 only")
-    };
-    let mut request = vec![5, cmd, 0, 1];
-    request.extend_from_slice(&v4.ip().octets());
-    request.extend_from_slice(&v4.port().to_be_bytes());
-    stream.write_all(&request).await.expect("command");
-    let mut reply = [0u8; 10];
-    stream.read_exact(&mut reply).await.expect("reply");
-    reply[1]
-}
-
 #[tokio::test]
 async fn wrong_credentials_get_status_1_and_a_closed_connection() {
     let origin = Origin::start().await;
@@ -93,7 +61,7 @@ async fn wrong_credentials_get_status_1_and_a_closed_connection() {
         (b"nobody", SECRET.as_bytes()),
     ] {
         let mut stream = TcpStream::connect(proxy.socks).await.expect("connect");
-        assert_eq!(authenticate(&mut stream, user, pass).await, 1);
+        assert_eq!(socks_authenticate(&mut stream, user, pass).await, 1);
         assert!(read_until_close(&mut stream, WITHIN).await.is_empty());
     }
     let mut no_method = TcpStream::connect(proxy.socks).await.expect("connect");
@@ -113,21 +81,27 @@ async fn connect_replies_follow_the_spec() {
     let origin = Origin::start().await;
     let proxy = Proxy::default().await;
     let mut ok = TcpStream::connect(proxy.socks).await.expect("connect");
-    assert_eq!(authenticate(&mut ok, b"acct-1", SECRET.as_bytes()).await, 0);
-    assert_eq!(command(&mut ok, 1, origin.addr).await, 0);
-    let mut bind = TcpStream::connect(proxy.socks).await.expect("connect");
-    authenticate(&mut bind, b"acct-1", SECRET.as_bytes()).await;
-    assert_eq!(command(&mut bind, 2, origin.addr).await, 0x07, "BIND");
-    let mut udp = TcpStream::connect(proxy.socks).await.expect("connect");
-    authenticate(&mut udp, b"acct-1", SECRET.as_bytes()).await;
     assert_eq!(
-        command(&mut udp, 3, origin.addr).await,
+        socks_authenticate(&mut ok, b"acct-1", SECRET.as_bytes()).await,
+        0
+    );
+    assert_eq!(socks_command(&mut ok, 1, origin.addr).await, 0);
+    let mut bind = TcpStream::connect(proxy.socks).await.expect("connect");
+    socks_authenticate(&mut bind, b"acct-1", SECRET.as_bytes()).await;
+    assert_eq!(socks_command(&mut bind, 2, origin.addr).await, 0x07, "BIND");
+    let mut udp = TcpStream::connect(proxy.socks).await.expect("connect");
+    socks_authenticate(&mut udp, b"acct-1", SECRET.as_bytes()).await;
+    assert_eq!(
+        socks_command(&mut udp, 3, origin.addr).await,
         0x07,
         "UDP ASSOCIATE"
     );
     let mut refused = TcpStream::connect(proxy.socks).await.expect("connect");
-    authenticate(&mut refused, b"acct-1", SECRET.as_bytes()).await;
-    assert_eq!(command(&mut refused, 1, closed_port().await).await, 0x05);
+    socks_authenticate(&mut refused, b"acct-1", SECRET.as_bytes()).await;
+    assert_eq!(
+        socks_command(&mut refused, 1, closed_port().await).await,
+        0x05
+    );
     assert_still_serving(&proxy, &origin).await;
 }
 
@@ -135,7 +109,7 @@ async fn connect_replies_follow_the_spec() {
 async fn unresolvable_domains_are_host_unreachable() {
     let proxy = Proxy::default().await;
     let mut stream = TcpStream::connect(proxy.socks).await.expect("connect");
-    authenticate(&mut stream, b"acct-1", SECRET.as_bytes()).await;
+    socks_authenticate(&mut stream, b"acct-1", SECRET.as_bytes()).await;
     let name = b"no-such-host.invalid";
     let mut request = vec![5, 1, 0, 3, name.len() as u8];
     request.extend_from_slice(name);
@@ -159,7 +133,7 @@ async fn garbage_and_truncated_handshakes_do_not_hurt() {
         .expect("half a greeting");
     drop(truncated);
     let mut cut = TcpStream::connect(proxy.socks).await.expect("connect");
-    authenticate(&mut cut, b"acct-1", SECRET.as_bytes()).await;
+    socks_authenticate(&mut cut, b"acct-1", SECRET.as_bytes()).await;
     cut.write_all(&[5, 1, 0, 1, 127])
         .await
         .expect("half a command");
@@ -183,10 +157,10 @@ async fn over_max_connections_connect_gets_general_failure() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut over = TcpStream::connect(proxy.socks).await.expect("connect");
     assert_eq!(
-        authenticate(&mut over, b"acct-1", SECRET.as_bytes()).await,
+        socks_authenticate(&mut over, b"acct-1", SECRET.as_bytes()).await,
         0
     );
-    assert_eq!(command(&mut over, 1, origin.addr).await, 0x01);
+    assert_eq!(socks_command(&mut over, 1, origin.addr).await, 0x01);
     drop(holder);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let body = socks_get(proxy.socks, ACCT, "localhost", origin.addr.port(), "/").await;

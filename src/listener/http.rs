@@ -8,9 +8,10 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
@@ -27,7 +28,7 @@ use crate::auth::Account;
 use crate::body::{Finish, ProxyBody};
 use crate::context::{ListenerKind, RequestContext, RequestId};
 use crate::error::ProxyError;
-use crate::pipeline;
+use crate::pipeline::{self, Forwarded, Tunnel};
 use crate::problem;
 use crate::target::Target;
 
@@ -140,13 +141,13 @@ async fn serve_hyper(app: Arc<App>, conn: Arc<HttpConn>, stream: TcpStream, pref
 /// What a request turned into.
 enum Outcome {
     /// A plain request forwarded; the origin's response.
-    Forwarded(Response<Incoming>),
+    Forwarded(Forwarded),
     /// A CONNECT whose destination is open; relay once the client upgrades.
-    Tunnel {
-        destination: TcpStream,
-        upgrade: OnUpgrade,
-    },
+    Tunnel { tunnel: Tunnel, upgrade: OnUpgrade },
 }
+
+/// The header telling how long a paced request waited.
+const WAITED: &str = "x-pacer-waited";
 
 /// Answers one request: the origin's response, a tunnel's 200, or an
 /// envelope.
@@ -158,43 +159,37 @@ async fn handle(
     conn.activity.request_started();
     let mut ctx = RequestContext::new(ListenerKind::Http, conn.peer, request.method().clone());
     match proxy(app, conn, &mut ctx, request).await {
-        Ok(Outcome::Forwarded(response)) => {
+        Ok(Outcome::Forwarded(Forwarded { response, grant })) => {
             ctx.status = response.status().as_u16();
-            let finish = Finish::new(ctx, conn.activity.clone());
-            response.map(|body| ProxyBody::origin(body, finish))
+            let waited = ctx.waited;
+            let finish = Finish::new(ctx, conn.activity.clone(), grant);
+            with_waited(response.map(|body| ProxyBody::origin(body, finish)), waited)
         }
-        Ok(Outcome::Tunnel {
-            destination,
-            upgrade,
-        }) => {
+        Ok(Outcome::Tunnel { tunnel, upgrade }) => {
             ctx.status = StatusCode::OK.as_u16();
             conn.activity.request_finished();
-            spawn_tunnel(app.clone(), conn.clone(), ctx, destination, upgrade);
-            Response::new(ProxyBody::empty())
+            let waited = ctx.waited;
+            spawn_tunnel(app.clone(), conn.clone(), ctx, tunnel, upgrade);
+            with_waited(Response::new(ProxyBody::empty()), waited)
         }
         Err(err) => {
             conn.activity.request_finished();
-            let code = err.wire_code();
-            ctx.status = code.status.as_u16();
+            ctx.status = err.wire_code().status.as_u16();
             access_log::record(&ctx);
-            let mut response = problem::response(
-                code,
-                Some(&err.to_string()),
-                Some(ctx.id),
-                err.closes_connection(),
-            );
-            if matches!(
-                err,
-                ProxyError::MissingCredentials | ProxyError::InvalidCredentials
-            ) {
-                response.headers_mut().insert(
-                    http::header::PROXY_AUTHENTICATE,
-                    http::HeaderValue::from_static("Basic realm=\"pacer\""),
-                );
-            }
-            response
+            problem::error_response(&err, ctx.id)
         }
     }
+}
+
+/// Adds `X-Pacer-Waited: <ms>` to the response of a request that was paced.
+fn with_waited(mut response: Response<ProxyBody>, waited: Duration) -> Response<ProxyBody> {
+    if !waited.is_zero() {
+        let millis = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        response
+            .headers_mut()
+            .insert(WAITED, HeaderValue::from(millis));
+    }
+    response
 }
 
 /// Parses the request, identifies the account and hands it to the pipeline.
@@ -222,22 +217,19 @@ async fn proxy(
             .authenticate_basic(request.headers().get(http::header::PROXY_AUTHORIZATION))?,
     };
     if is_connect {
-        let destination = pipeline::open_tunnel(app, ctx, &account, target).await?;
+        let tunnel = pipeline::open_tunnel(app, ctx, &account, target).await?;
         let upgrade = hyper::upgrade::on(&mut request);
-        return Ok(Outcome::Tunnel {
-            destination,
-            upgrade,
-        });
+        return Ok(Outcome::Tunnel { tunnel, upgrade });
     }
-    let response = pipeline::forward(app, ctx, &account, request, target).await?;
-    Ok(Outcome::Forwarded(response))
+    let forwarded = pipeline::forward(app, ctx, &account, request, target).await?;
+    Ok(Outcome::Forwarded(forwarded))
 }
 
 fn spawn_tunnel(
     app: Arc<App>,
     conn: Arc<HttpConn>,
     ctx: RequestContext,
-    destination: TcpStream,
+    tunnel: Tunnel,
     upgrade: OnUpgrade,
 ) {
     let tracker = app.shutdown.clone();
@@ -245,7 +237,7 @@ fn spawn_tunnel(
         match upgrade.await {
             Ok(upgraded) => {
                 let mut client = TokioIo::new(upgraded);
-                pipeline::run_tunnel(&app, ctx, &mut client, destination).await;
+                pipeline::run_tunnel(&app, ctx, &mut client, tunnel).await;
             }
             Err(err) => {
                 tracing::debug!(id = %ctx.id, %err, "client left before the tunnel opened");

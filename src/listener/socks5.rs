@@ -54,14 +54,15 @@ pub async fn serve_connection(
         return refuse(proto, ctx, &err).await;
     }
     match pipeline::open_tunnel(&app, &mut ctx, &account, target).await {
-        Ok(destination) => {
-            let bound_addr = destination
+        Ok(tunnel) => {
+            let bound_addr = tunnel
+                .destination
                 .local_addr()
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             let Ok(mut client) = proto.reply_success(bound_addr).await else {
                 return;
             };
-            pipeline::run_tunnel(&app, ctx, &mut client, destination).await;
+            pipeline::run_tunnel(&app, ctx, &mut client, tunnel).await;
             drop(admission);
         }
         Err(err) => refuse(proto, ctx, &err).await,

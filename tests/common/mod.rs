@@ -401,3 +401,34 @@ pub async fn socks_get(
         .map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
 }
+
+/// Greets with username/password and authenticates; returns the status.
+pub async fn socks_authenticate(stream: &mut TcpStream, user: &[u8], pass: &[u8]) -> u8 {
+    stream.write_all(&[5, 1, 2]).await.expect("greeting");
+    let mut method = [0u8; 2];
+    stream.read_exact(&mut method).await.expect("method");
+    assert_eq!(method, [5, 2]);
+    let mut auth = vec![1, user.len() as u8];
+    auth.extend_from_slice(user);
+    auth.push(pass.len() as u8);
+    auth.extend_from_slice(pass);
+    stream.write_all(&auth).await.expect("auth");
+    let mut status = [0u8; 2];
+    stream.read_exact(&mut status).await.expect("auth status");
+    assert_eq!(status[0], 1);
+    status[1]
+}
+
+/// Sends a command for an IPv4 target; returns the reply code.
+pub async fn socks_command(stream: &mut TcpStream, cmd: u8, target: SocketAddr) -> u8 {
+    let SocketAddr::V4(v4) = target else {
+        panic!("ipv4 only")
+    };
+    let mut request = vec![5, cmd, 0, 1];
+    request.extend_from_slice(&v4.ip().octets());
+    request.extend_from_slice(&v4.port().to_be_bytes());
+    stream.write_all(&request).await.expect("command");
+    let mut reply = [0u8; 10];
+    stream.read_exact(&mut reply).await.expect("reply");
+    reply[1]
+}

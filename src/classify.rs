@@ -1,0 +1,321 @@
+//! Classification (SPEC section 4): a request's method, host and path to the
+//! set of actions whose `[[actions]]` rule matches, plus the built-in `all`.
+//!
+//! Rules are compiled once: every host glob of every rule goes into one
+//! case-insensitive [`GlobSet`], every path glob into another, and each rule
+//! becomes a bit. A request is matched with two glob-set lookups and a few
+//! word-wide ANDs, whatever the number of rules.
+//!
+//! Globs follow SPEC section 2: `*` matches any run of characters, dots and
+//! slashes included; every other character is literal.
+
+use std::cell::RefCell;
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use http::Method;
+use smallvec::SmallVec;
+
+use crate::config::ActionRule;
+
+/// The index of an action in `[[actions]]` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActionId(pub u16);
+
+/// The actions a request matched (the built-in `all` is implicit).
+pub type ActionSet = SmallVec<[ActionId; 4]>;
+
+/// What is classified: a request, or an opaque tunnel (no path).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestShape<'a> {
+    /// The method (`CONNECT` for tunnels).
+    pub method: &'a Method,
+    /// The host, without port or brackets.
+    pub host: &'a str,
+    /// The path without query, or `None` for an opaque tunnel.
+    pub path: Option<&'a str>,
+}
+
+/// The compiled `[[actions]]` rules.
+#[derive(Debug)]
+pub struct Classifier {
+    names: Vec<String>,
+    hosts: GlobSet,
+    host_rule: Vec<u16>,
+    host_any: Bits,
+    paths: GlobSet,
+    path_rule: Vec<u16>,
+    path_any: Bits,
+    methods: Vec<(Method, Bits)>,
+    method_any: Bits,
+}
+
+/// A compile error: the rule and the glob that did not build.
+#[derive(Debug, thiserror::Error)]
+#[error("action `{action}`: bad glob `{glob}`: {reason}")]
+pub struct ClassifyError {
+    action: String,
+    glob: String,
+    reason: String,
+}
+
+impl Classifier {
+    /// Compiles `rules`.
+    pub fn new(rules: &[ActionRule]) -> Result<Self, ClassifyError> {
+        let words = rules.len().div_ceil(64);
+        let mut hosts = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        let (mut host_rule, mut path_rule) = (Vec::new(), Vec::new());
+        let (mut host_any, mut path_any) = (Bits::new(words), Bits::new(words));
+        let mut method_any = Bits::new(words);
+        let mut methods: Vec<(Method, Bits)> = Vec::new();
+        for (index, rule) in rules.iter().enumerate() {
+            match &rule.hosts {
+                None => host_any.set(index),
+                Some(globs) => {
+                    for glob in globs {
+                        hosts.add(compile(rule, glob, true)?);
+                        host_rule.push(index as u16);
+                    }
+                }
+            }
+            match &rule.paths {
+                None => path_any.set(index),
+                Some(globs) => {
+                    for glob in globs {
+                        paths.add(compile(rule, glob, false)?);
+                        path_rule.push(index as u16);
+                    }
+                }
+            }
+            match &rule.methods {
+                None => method_any.set(index),
+                Some(list) => {
+                    for method in list {
+                        let slot = match methods.iter().position(|(m, _)| m == method) {
+                            Some(slot) => slot,
+                            None => {
+                                methods.push((method.clone(), Bits::new(words)));
+                                methods.len() - 1
+                            }
+                        };
+                        methods[slot].1.set(index);
+                    }
+                }
+            }
+        }
+        for (_, bits) in &mut methods {
+            bits.or(&method_any);
+        }
+        Ok(Classifier {
+            names: rules.iter().map(|r| r.name.clone()).collect(),
+            hosts: build(hosts)?,
+            host_rule,
+            host_any,
+            paths: build(paths)?,
+            path_rule,
+            path_any,
+            methods,
+            method_any,
+        })
+    }
+
+    /// The name of an action.
+    pub fn name(&self, id: ActionId) -> &str {
+        self.names
+            .get(usize::from(id.0))
+            .map_or("?", String::as_str)
+    }
+
+    /// The id of the action named `name`.
+    pub fn id(&self, name: &str) -> Option<ActionId> {
+        let index = self.names.iter().position(|n| n == name)?;
+        u16::try_from(index).ok().map(ActionId)
+    }
+
+    /// The number of defined actions.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether no action is defined.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Every action whose rule matches `shape`, in `[[actions]]` order.
+    pub fn classify(&self, shape: RequestShape<'_>) -> ActionSet {
+        if self.names.is_empty() {
+            return ActionSet::new();
+        }
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let Scratch {
+                matched,
+                bits,
+                globs,
+            } = &mut *scratch;
+            let by_method = self
+                .methods
+                .iter()
+                .find(|(m, _)| m == shape.method)
+                .map_or(&self.method_any, |(_, bits)| bits);
+            bits.copy_from(by_method);
+            self.narrow(
+                bits,
+                matched,
+                globs,
+                &self.hosts,
+                &self.host_rule,
+                &self.host_any,
+                shape.host,
+            );
+            let path = shape.path.unwrap_or("");
+            if shape.path.is_some() {
+                self.narrow(
+                    bits,
+                    matched,
+                    globs,
+                    &self.paths,
+                    &self.path_rule,
+                    &self.path_any,
+                    path,
+                );
+            } else {
+                bits.and(&self.path_any);
+            }
+            bits.ones().map(|i| ActionId(i as u16)).collect()
+        })
+    }
+
+    /// Keeps in `bits` the rules with no constraint of this kind or with a
+    /// glob matching `text`.
+    #[allow(clippy::too_many_arguments)]
+    fn narrow(
+        &self,
+        bits: &mut Bits,
+        matched: &mut Bits,
+        globs: &mut Vec<usize>,
+        set: &GlobSet,
+        rule_of: &[u16],
+        any: &Bits,
+        text: &str,
+    ) {
+        matched.copy_from(any);
+        if !set.is_empty() {
+            set.matches_into(text, globs);
+            for &glob in globs.iter() {
+                matched.set(usize::from(rule_of[glob]));
+            }
+        }
+        bits.and(matched);
+    }
+}
+
+fn compile(rule: &ActionRule, glob: &str, case_insensitive: bool) -> Result<Glob, ClassifyError> {
+    GlobBuilder::new(&escape(glob))
+        .literal_separator(false)
+        .backslash_escape(true)
+        .case_insensitive(case_insensitive)
+        .build()
+        .map_err(|err| ClassifyError {
+            action: rule.name.clone(),
+            glob: glob.to_owned(),
+            reason: err.to_string(),
+        })
+}
+
+fn build(builder: GlobSetBuilder) -> Result<GlobSet, ClassifyError> {
+    builder.build().map_err(|err| ClassifyError {
+        action: String::new(),
+        glob: String::new(),
+        reason: err.to_string(),
+    })
+}
+
+/// A SPEC glob in globset syntax: runs of `*` become one `*` (any run of
+/// characters, `/` included, since separators are not literal), and every
+/// other glob metacharacter is escaped.
+fn escape(glob: &str) -> String {
+    let mut out = String::with_capacity(glob.len() + 4);
+    let mut previous_star = false;
+    for c in glob.chars() {
+        if c == '*' {
+            if !previous_star {
+                out.push('*');
+            }
+            previous_star = true;
+            continue;
+        }
+        previous_star = false;
+        if matches!(c, '?' | '[' | ']' | '{' | '}' | '\\' | '!' | ',') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Per-thread buffers, so classifying allocates nothing.
+struct Scratch {
+    matched: Bits,
+    bits: Bits,
+    globs: Vec<usize>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch { matched: Bits(Vec::new()), bits: Bits(Vec::new()), globs: Vec::new() })
+    };
+}
+
+/// A fixed-width bit set over rule indices.
+#[derive(Debug, Clone)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(words: usize) -> Self {
+        Bits(vec![0; words])
+    }
+
+    fn set(&mut self, i: usize) {
+        if let Some(word) = self.0.get_mut(i / 64) {
+            *word |= 1 << (i % 64);
+        }
+    }
+
+    fn copy_from(&mut self, other: &Bits) {
+        self.0.clear();
+        self.0.extend_from_slice(&other.0);
+    }
+
+    fn and(&mut self, other: &Bits) {
+        self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a &= b);
+    }
+
+    fn or(&mut self, other: &Bits) {
+        self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a |= b);
+    }
+
+    fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .flat_map(|(w, &word)| SetBits(word).map(move |b| w * 64 + b))
+    }
+}
+
+/// The positions of the set bits of a word, lowest first.
+struct SetBits(u64);
+
+impl Iterator for SetBits {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let bit = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(bit)
+    }
+}

@@ -1,0 +1,309 @@
+//! Admission (SPEC section 4): every limit of the account's policy that
+//! applies to a request must admit it; a refused request consumes nothing.
+//!
+//! - [`rolling`]: `A_per_…` windows with a hard bound; [`usage`]: daily
+//!   counts and batches; [`policy`]: a policy compiled for the hot path;
+//!   [`state`]: one account's state with check and commit; [`clock`]: the
+//!   injected clock.
+//! - `pace` mode: a request held by a rolling window, the protection gap or
+//!   `concurrent_limit` waits (on the runtime's timers, never blocking a
+//!   thread) up to `max_wait`; an account's waiting requests go through a
+//!   fair (FIFO) gate one at a time, and a request arriving while others
+//!   wait queues behind them. A paced request then waits a random extra
+//!   `0..jitter`. Daily caps and batch pauses always refuse at once, and
+//!   `reject` mode refuses whatever would have waited.
+//! - A [`Grant`] holds the request's concurrency slot until dropped, and
+//!   can give back its daily-cap and batch consumption.
+
+pub mod clock;
+pub mod policy;
+pub mod rolling;
+pub mod state;
+pub mod usage;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use self::clock::Clock;
+use self::policy::PolicyLimits;
+use self::state::{Consumed, LimiterState, Verdict};
+use crate::classify::ActionSet;
+use crate::config::PolicyMode;
+
+/// Which kind of limit refused or held a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitKind {
+    /// A rolling window of this length.
+    Rolling {
+        /// W.
+        window: Duration,
+    },
+    /// A daily cap.
+    Daily,
+    /// `account_protection_seconds`.
+    Gap,
+    /// `concurrent_limit`.
+    Concurrency,
+    /// A batch pause.
+    Batch {
+        /// `batch_hours`.
+        pause: Duration,
+    },
+}
+
+/// The limit that refused (or held) a request, for headers and details.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// What kind of limit.
+    pub kind: HitKind,
+    /// The limit key as written.
+    pub key: Arc<str>,
+    /// Its value (N, the cap, the seconds, the batch size).
+    pub value: u64,
+    /// How many more it would admit now.
+    pub remaining: u64,
+    /// How long until it could admit (zero if unknown).
+    pub retry_after: Duration,
+}
+
+impl Hit {
+    fn gap(gap: Duration, left: Duration) -> Self {
+        Hit {
+            kind: HitKind::Gap,
+            key: Arc::from("account_protection_seconds"),
+            value: gap.as_secs(),
+            remaining: 0,
+            retry_after: left,
+        }
+    }
+
+    fn concurrency(max: u64) -> Self {
+        Hit {
+            kind: HitKind::Concurrency,
+            key: Arc::from("concurrent_limit"),
+            value: max,
+            remaining: 0,
+            retry_after: Duration::ZERO,
+        }
+    }
+
+    fn batch(size: u64, pause: Duration, left: Duration) -> Self {
+        Hit {
+            kind: HitKind::Batch { pause },
+            key: Arc::from("batch"),
+            value: size,
+            remaining: 0,
+            retry_after: left,
+        }
+    }
+
+    /// The period that bounds the limit, for `RateLimit-Policy`'s `w`
+    /// (none for `concurrent_limit`).
+    pub fn window(&self) -> Option<Duration> {
+        match self.kind {
+            HitKind::Rolling { window } => Some(window),
+            HitKind::Daily => Some(Duration::from_secs(86_400)),
+            HitKind::Gap => Some(Duration::from_secs(self.value)),
+            HitKind::Batch { pause } => Some(pause),
+            HitKind::Concurrency => None,
+        }
+    }
+}
+
+/// A refused request: the limit, and the account it belongs to.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The limit that refused.
+    pub hit: Hit,
+    /// Whether the request had waited before being refused.
+    pub waited: Duration,
+}
+
+/// One account's limiter.
+#[derive(Debug, Default)]
+pub struct AccountLimiter {
+    state: Mutex<LimiterState>,
+    gate: tokio::sync::Mutex<()>,
+    released: Notify,
+}
+
+/// An admitted request: holds its concurrency slot until dropped.
+#[derive(Debug)]
+pub struct Grant {
+    limiter: Arc<AccountLimiter>,
+    consumed: Consumed,
+    waited: Duration,
+}
+
+impl Grant {
+    /// How long the request waited for admission.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// The request failed before reaching the origin: its daily-cap and
+    /// batch consumption are returned.
+    pub fn give_back(self) {
+        self.limiter.lock().give_back(&self.consumed);
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        self.limiter.lock().release();
+        self.limiter.released.notify_one();
+    }
+}
+
+impl AccountLimiter {
+    fn lock(&self) -> MutexGuard<'_, LimiterState> {
+        // The state stays consistent across a panic in another request.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Admits a request with `actions` under `policy`, pacing it if the
+    /// policy says so, or refuses it.
+    pub async fn admit(
+        self: &Arc<Self>,
+        policy: &Arc<PolicyLimits>,
+        actions: &ActionSet,
+        clock: &Clock,
+    ) -> Result<Grant, Refusal> {
+        let arrival = clock.now();
+        {
+            let mut state = self.lock();
+            state.sync(policy, clock, clock.unix_ms());
+            if state.waiting == 0 {
+                match state.check(policy, actions, arrival, clock.unix_ms()) {
+                    Verdict::Admit => return Ok(self.commit(&mut state, policy, actions, clock, 0)),
+                    Verdict::Refuse(hit) => return Err(refusal(hit, 0)),
+                    Verdict::Wait { hit, until } => {
+                        if !can_wait(policy, arrival, until) {
+                            return Err(refusal(hit, 0));
+                        }
+                    }
+                }
+            }
+            state.waiting += 1;
+        }
+        let _queued = Queued(self);
+        self.paced(policy, actions, clock, arrival).await
+    }
+
+    /// The slow path: through the gate in arrival order, then wait.
+    async fn paced(
+        self: &Arc<Self>,
+        policy: &Arc<PolicyLimits>,
+        actions: &ActionSet,
+        clock: &Clock,
+        arrival: u64,
+    ) -> Result<Grant, Refusal> {
+        let deadline = arrival.saturating_add(nanos(policy.max_wait));
+        let gate = tokio::time::timeout_at(clock.instant_at(deadline), self.gate.lock()).await;
+        let Ok(_turn) = gate else {
+            let hit = self.current_hit(policy, actions, clock);
+            return Err(refusal(hit, clock.now() - arrival));
+        };
+        let mut jittered = false;
+        loop {
+            let released = self.released.notified();
+            let now = clock.now();
+            let verdict = {
+                let mut state = self.lock();
+                state.sync(policy, clock, clock.unix_ms());
+                state.check(policy, actions, now, clock.unix_ms())
+            };
+            match verdict {
+                Verdict::Admit if jittered || policy.jitter.is_zero() => {
+                    let mut state = self.lock();
+                    return Ok(self.commit(&mut state, policy, actions, clock, now - arrival));
+                }
+                Verdict::Admit => {
+                    jittered = true;
+                    tokio::time::sleep(random_up_to(policy.jitter)).await;
+                }
+                Verdict::Refuse(hit) => return Err(refusal(hit, now - arrival)),
+                Verdict::Wait { until, hit } => {
+                    if !can_wait(policy, arrival, until) || now >= deadline {
+                        return Err(refusal(hit, now - arrival));
+                    }
+                    let wake = clock.instant_at(until.unwrap_or(deadline).min(deadline));
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake) => {}
+                        () = released => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn commit(
+        self: &Arc<Self>,
+        state: &mut LimiterState,
+        policy: &PolicyLimits,
+        actions: &ActionSet,
+        clock: &Clock,
+        waited: u64,
+    ) -> Grant {
+        let consumed = state.commit(policy, actions, clock.now(), clock.unix_ms());
+        Grant {
+            limiter: self.clone(),
+            consumed,
+            waited: Duration::from_nanos(waited),
+        }
+    }
+
+    /// The limit holding a request now (for a refusal after queueing).
+    fn current_hit(&self, policy: &Arc<PolicyLimits>, actions: &ActionSet, clock: &Clock) -> Hit {
+        let mut state = self.lock();
+        match state.check(policy, actions, clock.now(), clock.unix_ms()) {
+            Verdict::Wait { hit, .. } | Verdict::Refuse(hit) => hit,
+            // Admissible now, but others are ahead in the queue: the
+            // concurrency of the queue itself held it.
+            Verdict::Admit => Hit::concurrency(policy.concurrency.unwrap_or(1)),
+        }
+    }
+
+    /// Frees idle rolling windows (called by the periodic sweep).
+    pub fn compact(&self, clock: &Clock) {
+        self.lock().compact(clock.now());
+    }
+}
+
+/// Counts a request as waiting while it is on the slow path.
+struct Queued<'a>(&'a AccountLimiter);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.waiting = state.waiting.saturating_sub(1);
+    }
+}
+
+/// Whether a wait until `until` fits the policy.
+fn can_wait(policy: &PolicyLimits, arrival: u64, until: Option<u64>) -> bool {
+    if policy.mode == PolicyMode::Reject || policy.max_wait.is_zero() {
+        return false;
+    }
+    until.is_none_or(|until| until <= arrival.saturating_add(nanos(policy.max_wait)))
+}
+
+fn refusal(hit: Hit, waited: u64) -> Refusal {
+    Refusal {
+        hit,
+        waited: Duration::from_nanos(waited),
+    }
+}
+
+fn random_up_to(max: Duration) -> Duration {
+    Duration::from_nanos(fastrand::u64(0..=nanos(max)))
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
