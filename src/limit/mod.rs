@@ -175,24 +175,40 @@ impl AccountLimiter {
         clock: &Clock,
     ) -> Result<Grant, Refusal> {
         let arrival = clock.now();
-        {
-            let mut state = self.lock();
-            state.sync(policy, clock, clock.unix_ms());
-            if state.waiting == 0 {
-                match state.check(policy, actions, arrival, clock.unix_ms()) {
-                    Verdict::Admit => return Ok(self.commit(&mut state, policy, actions, clock, 0)),
-                    Verdict::Refuse(hit) => return Err(refusal(hit, 0)),
-                    Verdict::Wait { hit, until } => {
-                        if !can_wait(policy, arrival, until) {
-                            return Err(refusal(hit, 0));
-                        }
-                    }
-                }
-            }
-            state.waiting += 1;
+        if let Some(decided) = self.try_admit(policy, actions, clock, arrival) {
+            return decided;
         }
         let _queued = Queued(self);
         self.paced(policy, actions, clock, arrival).await
+    }
+
+    /// The fast path, without waiting: the decision, or `None` when the
+    /// request must queue (it is then counted as waiting).
+    pub fn try_admit(
+        self: &Arc<Self>,
+        policy: &Arc<PolicyLimits>,
+        actions: &ActionSet,
+        clock: &Clock,
+        now: u64,
+    ) -> Option<Result<Grant, Refusal>> {
+        let wall_ms = clock.unix_ms();
+        let mut state = self.lock();
+        state.sync(policy, clock, wall_ms);
+        if state.waiting == 0 {
+            match state.check(policy, actions, now, wall_ms) {
+                Verdict::Admit => {
+                    let at = Moment { now, wall_ms };
+                    return Some(Ok(self.commit(&mut state, policy, actions, at, 0)));
+                }
+                Verdict::Refuse(hit) => return Some(Err(refusal(hit, 0))),
+                Verdict::Wait { hit, until } if !can_wait(policy, now, until) => {
+                    return Some(Err(refusal(hit, 0)))
+                }
+                Verdict::Wait { .. } => {}
+            }
+        }
+        state.waiting += 1;
+        None
     }
 
     /// The slow path: through the gate in arrival order, then wait.
@@ -212,17 +228,12 @@ impl AccountLimiter {
         let mut jittered = false;
         loop {
             let released = self.released.notified();
-            let now = clock.now();
-            let verdict = {
-                let mut state = self.lock();
-                state.sync(policy, clock, clock.unix_ms());
-                state.check(policy, actions, now, clock.unix_ms())
+            let ready = jittered || policy.jitter.is_zero();
+            let (verdict, now) = match self.look(policy, actions, clock, arrival, ready) {
+                Ok(grant) => return Ok(grant),
+                Err(looked) => looked,
             };
             match verdict {
-                Verdict::Admit if jittered || policy.jitter.is_zero() => {
-                    let mut state = self.lock();
-                    return Ok(self.commit(&mut state, policy, actions, clock, now - arrival));
-                }
                 Verdict::Admit => {
                     jittered = true;
                     tokio::time::sleep(random_up_to(policy.jitter)).await;
@@ -242,15 +253,39 @@ impl AccountLimiter {
         }
     }
 
+    /// One look at the limits for the request at the head of the queue:
+    /// committed if admissible and `ready`, else the verdict and the time.
+    fn look(
+        self: &Arc<Self>,
+        policy: &Arc<PolicyLimits>,
+        actions: &ActionSet,
+        clock: &Clock,
+        arrival: u64,
+        ready: bool,
+    ) -> Result<Grant, (Verdict, u64)> {
+        let at = Moment {
+            now: clock.now(),
+            wall_ms: clock.unix_ms(),
+        };
+        let mut state = self.lock();
+        state.sync(policy, clock, at.wall_ms);
+        let verdict = state.check(policy, actions, at.now, at.wall_ms);
+        if ready && matches!(verdict, Verdict::Admit) {
+            return Ok(self.commit(&mut state, policy, actions, at, at.now - arrival));
+        }
+        Err((verdict, at.now))
+    }
+
+    /// Consumes from every limit at `at` and hands out the grant.
     fn commit(
         self: &Arc<Self>,
         state: &mut LimiterState,
         policy: &PolicyLimits,
         actions: &ActionSet,
-        clock: &Clock,
+        at: Moment,
         waited: u64,
     ) -> Grant {
-        let consumed = state.commit(policy, actions, clock.now(), clock.unix_ms());
+        let consumed = state.commit(policy, actions, at.now, at.wall_ms);
         Grant {
             limiter: self.clone(),
             consumed,
@@ -273,6 +308,13 @@ impl AccountLimiter {
     pub fn compact(&self, clock: &Clock) {
         self.lock().compact(clock.now());
     }
+}
+
+/// One reading of both clocks, shared by a check and its commit.
+#[derive(Debug, Clone, Copy)]
+struct Moment {
+    now: u64,
+    wall_ms: i64,
 }
 
 /// Counts a request as waiting while it is on the slow path.
