@@ -9,16 +9,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::auth::Accounts;
 use crate::classify::Classifier;
+use crate::config::StateConfig;
 use crate::config::{Config, ListenerProtocol, ServerConfig};
 use crate::dial::Dialer;
 use crate::forward::Forwarder;
 use crate::limit::clock::Clock;
 use crate::limit::policy::PolicyLimits;
 use crate::listener::{self, BoundListener, ConnectionLimit};
+use crate::persist;
 use crate::shutdown::Shutdown;
+use crate::store::Store;
 
 /// How often idle accounts' rolling windows are freed.
 const COMPACT_EVERY: Duration = Duration::from_secs(60);
@@ -41,6 +45,10 @@ pub struct App {
     pub connections: ConnectionLimit,
     /// The stop signal and task tracker.
     pub shutdown: Shutdown,
+    /// The embedded store.
+    pub store: Store,
+    /// Wakes the usage flusher early.
+    pub flush: Arc<Notify>,
 }
 
 impl App {
@@ -59,8 +67,16 @@ impl App {
                 )
             })
             .collect();
-        let accounts = Accounts::new(&config.accounts, &policies).map_err(anyhow::Error::msg)?;
+        let flush = Arc::new(Notify::new());
+        let journal = match config.state {
+            StateConfig::Memory => None,
+            StateConfig::Path(_) => Some(flush.clone()),
+        };
+        let accounts =
+            Accounts::new(&config.accounts, &policies, journal).map_err(anyhow::Error::msg)?;
         Ok(App {
+            store: Store::open(&config.state)?,
+            flush,
             accounts,
             classifier,
             clock,
@@ -99,6 +115,7 @@ impl Server {
     /// [`Server::bind`] with the limiters on `clock` (tests).
     pub async fn bind_with_clock(config: &Config, clock: Clock) -> anyhow::Result<Server> {
         let app = Arc::new(App::new(config, clock)?);
+        persist::restore(&app)?;
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let tcp = TcpListener::bind(l.addr)
@@ -135,6 +152,7 @@ impl Server {
             tokio::spawn(listener::accept_loop(self.app.clone(), bound));
         }
         let compactor = tokio::spawn(self.app.clone().compact_limiters());
+        let flusher = tokio::spawn(persist::run(self.app.clone()));
         stop.await;
         compactor.abort();
         tracing::info!("shutting down");
@@ -146,6 +164,13 @@ impl Server {
             .await;
         if !drained {
             tracing::warn!("grace period over; closing remaining connections");
+        }
+        flusher.abort();
+        let app = self.app.clone();
+        match tokio::task::spawn_blocking(move || persist::close(&app)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(%err, "last usage snapshot not written"),
+            Err(err) => tracing::error!(%err, "last usage snapshot failed"),
         }
         drained
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use http::HeaderValue;
+use tokio::sync::Notify;
 
 use crate::config::{AccountConfig, Secret};
 use crate::error::ProxyError;
@@ -37,9 +38,11 @@ pub struct Accounts {
 impl Accounts {
     /// The registry of `accounts`, each with its compiled policy (`None`
     /// when an account names a policy `policies` lacks).
+    /// With `journal`, usage is persisted and the flusher woken through it.
     pub fn new(
         accounts: &[AccountConfig],
         policies: &HashMap<String, Arc<PolicyLimits>>,
+        journal: Option<Arc<Notify>>,
     ) -> Result<Self, String> {
         let mut by_id = HashMap::with_capacity(accounts.len());
         for config in accounts {
@@ -54,7 +57,10 @@ impl Accounts {
                 id: id.clone(),
                 secret: config.secret.clone(),
                 policy: policy.clone(),
-                limiter: Arc::default(),
+                limiter: Arc::new(match &journal {
+                    Some(flush) => AccountLimiter::journaled(flush.clone()),
+                    None => AccountLimiter::default(),
+                }),
             };
             by_id.insert(id, Arc::new(account));
         }
@@ -135,6 +141,7 @@ mod tests {
                 route: crate::config::AccountRoute::Direct,
             }],
             &policies,
+            None,
         );
         accounts.expect("accounts")
     }

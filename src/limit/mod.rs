@@ -16,6 +16,7 @@
 //!   can give back its daily-cap and batch consumption.
 
 pub mod clock;
+pub mod journal;
 pub mod policy;
 pub mod rolling;
 pub mod state;
@@ -30,10 +31,12 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use self::clock::Clock;
+use self::journal::Pending;
 use self::policy::PolicyLimits;
 use self::state::{Consumed, LimiterState, Verdict};
-use crate::classify::ActionSet;
+use crate::classify::{ActionSet, Classifier};
 use crate::config::PolicyMode;
+use crate::store::UsageRecord;
 
 /// Which kind of limit refused or held a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +57,9 @@ pub enum HitKind {
         /// `batch_hours`.
         pause: Duration,
     },
+    /// Usage must reach the store before more is admitted (see
+    /// [`journal`]); not a policy limit, so it is waited for in any mode.
+    Persisting,
 }
 
 /// The limit that refused (or held) a request, for headers and details.
@@ -102,6 +108,16 @@ impl Hit {
         }
     }
 
+    fn persisting() -> Self {
+        Hit {
+            kind: HitKind::Persisting,
+            key: Arc::from("state"),
+            value: 0,
+            remaining: 0,
+            retry_after: Duration::ZERO,
+        }
+    }
+
     /// The period that bounds the limit, for `RateLimit-Policy`'s `w`
     /// (none for `concurrent_limit`).
     pub fn window(&self) -> Option<Duration> {
@@ -110,7 +126,7 @@ impl Hit {
             HitKind::Daily => Some(Duration::from_secs(86_400)),
             HitKind::Gap => Some(Duration::from_secs(self.value)),
             HitKind::Batch { pause } => Some(pause),
-            HitKind::Concurrency => None,
+            HitKind::Concurrency | HitKind::Persisting => None,
         }
     }
 }
@@ -124,12 +140,18 @@ pub struct Refusal {
     pub waited: Duration,
 }
 
+/// The longest a request waits for its account's usage to reach the store,
+/// in any mode.
+const PERSIST_WAIT: Duration = Duration::from_secs(5);
+
 /// One account's limiter.
 #[derive(Debug, Default)]
 pub struct AccountLimiter {
     state: Mutex<LimiterState>,
     gate: tokio::sync::Mutex<()>,
     released: Notify,
+    /// Wakes the usage flusher; present when usage is persisted.
+    flush: Option<Arc<Notify>>,
 }
 
 /// An admitted request: holds its concurrency slot until dropped.
@@ -161,6 +183,50 @@ impl Drop for Grant {
 }
 
 impl AccountLimiter {
+    /// A limiter whose usage is persisted: `flush` wakes the flusher.
+    pub fn journaled(flush: Arc<Notify>) -> Self {
+        let mut state = LimiterState::default();
+        state.enable_journal();
+        AccountLimiter {
+            state: Mutex::new(state),
+            flush: Some(flush),
+            ..AccountLimiter::default()
+        }
+    }
+
+    /// Usage to persist (if changed since the durable snapshot, or
+    /// `always`), with the mark to pass to [`AccountLimiter::durable`].
+    pub fn snapshot(
+        &self,
+        classifier: &Classifier,
+        always: bool,
+    ) -> Option<(UsageRecord, Pending)> {
+        self.lock().snapshot(classifier, always)
+    }
+
+    /// A snapshot reached the store: requests waiting on it may go.
+    pub fn durable(&self, pending: Pending) {
+        self.lock().durable(pending);
+        self.released.notify_one();
+    }
+
+    /// Admits nothing more (clean shutdown, before the last snapshot).
+    pub fn seal(&self) {
+        self.lock().seal();
+    }
+
+    /// Restores usage from the store at start-up.
+    pub fn restore(
+        &self,
+        record: &UsageRecord,
+        policy: &PolicyLimits,
+        classifier: &Classifier,
+        clock: &Clock,
+    ) {
+        self.lock()
+            .restore(record, policy, classifier, clock.unix_ms());
+    }
+
     fn lock(&self) -> MutexGuard<'_, LimiterState> {
         // The state stays consistent across a panic in another request.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -201,7 +267,7 @@ impl AccountLimiter {
                     return Some(Ok(self.commit(&mut state, policy, actions, at, 0)));
                 }
                 Verdict::Refuse(hit) => return Some(Err(refusal(hit, 0))),
-                Verdict::Wait { hit, until } if !can_wait(policy, now, until) => {
+                Verdict::Wait { hit, until } if !can_wait(policy, &hit, now, until) => {
                     return Some(Err(refusal(hit, 0)))
                 }
                 Verdict::Wait { .. } => {}
@@ -219,8 +285,8 @@ impl AccountLimiter {
         clock: &Clock,
         arrival: u64,
     ) -> Result<Grant, Refusal> {
-        let deadline = arrival.saturating_add(nanos(policy.max_wait));
-        let gate = tokio::time::timeout_at(clock.instant_at(deadline), self.gate.lock()).await;
+        let longest = arrival.saturating_add(nanos(policy.max_wait.max(PERSIST_WAIT)));
+        let gate = tokio::time::timeout_at(clock.instant_at(longest), self.gate.lock()).await;
         let Ok(_turn) = gate else {
             let hit = self.current_hit(policy, actions, clock);
             return Err(refusal(hit, clock.now() - arrival));
@@ -240,7 +306,8 @@ impl AccountLimiter {
                 }
                 Verdict::Refuse(hit) => return Err(refusal(hit, now - arrival)),
                 Verdict::Wait { until, hit } => {
-                    if !can_wait(policy, arrival, until) || now >= deadline {
+                    let deadline = deadline(policy, &hit, arrival);
+                    if !can_wait(policy, &hit, arrival, until) || now >= deadline {
                         return Err(refusal(hit, now - arrival));
                     }
                     let wake = clock.instant_at(until.unwrap_or(deadline).min(deadline));
@@ -285,7 +352,10 @@ impl AccountLimiter {
         at: Moment,
         waited: u64,
     ) -> Grant {
-        let consumed = state.commit(policy, actions, at.now, at.wall_ms);
+        let (consumed, flush) = state.commit(policy, actions, at.now, at.wall_ms);
+        if let (true, Some(flusher)) = (flush, &self.flush) {
+            flusher.notify_one();
+        }
         Grant {
             limiter: self.clone(),
             consumed,
@@ -327,12 +397,26 @@ impl Drop for Queued<'_> {
     }
 }
 
-/// Whether a wait until `until` fits the policy.
-fn can_wait(policy: &PolicyLimits, arrival: u64, until: Option<u64>) -> bool {
+/// Whether a wait until `until` for `hit` fits the policy (waiting for the
+/// store always does).
+fn can_wait(policy: &PolicyLimits, hit: &Hit, arrival: u64, until: Option<u64>) -> bool {
+    if hit.kind == HitKind::Persisting {
+        return true;
+    }
     if policy.mode == PolicyMode::Reject || policy.max_wait.is_zero() {
         return false;
     }
     until.is_none_or(|until| until <= arrival.saturating_add(nanos(policy.max_wait)))
+}
+
+/// When a queued request gives up waiting for `hit`.
+fn deadline(policy: &PolicyLimits, hit: &Hit, arrival: u64) -> u64 {
+    let limit = if hit.kind == HitKind::Persisting {
+        policy.max_wait.max(PERSIST_WAIT)
+    } else {
+        policy.max_wait
+    };
+    arrival.saturating_add(nanos(limit))
 }
 
 fn refusal(hit: Hit, waited: u64) -> Refusal {

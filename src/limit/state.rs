@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::clock::Clock;
+use super::journal::{Journal, Pending};
 use super::policy::PolicyLimits;
 use super::rolling::Window;
 use super::usage::{BatchProgress, BatchUndo, DailyUsage};
 use super::{Hit, HitKind};
-use crate::classify::ActionSet;
+use crate::classify::{ActionSet, Classifier};
+use crate::store::UsageRecord;
 
 /// What the limits say about a request right now.
 #[derive(Debug)]
@@ -42,6 +44,8 @@ pub struct LimiterState {
     pub waiting: u64,
     usage: DailyUsage,
     batch: BatchProgress,
+    /// Present when usage is persisted.
+    journal: Option<Journal>,
 }
 
 /// What one admission consumed, to give it back.
@@ -153,10 +157,16 @@ impl LimiterState {
                 consider(None, Hit::concurrency(max));
             }
         }
-        match longest {
-            None => Verdict::Admit,
-            Some((until, hit)) => Verdict::Wait { until, hit },
+        if let Some((until, hit)) = longest {
+            return Verdict::Wait { until, hit };
         }
+        if self.journal.as_mut().is_some_and(Journal::at_wall) {
+            return Verdict::Wait {
+                until: None,
+                hit: Hit::persisting(),
+            };
+        }
+        Verdict::Admit
     }
 
     /// A daily cap reached or a batch pause running.
@@ -186,13 +196,14 @@ impl LimiterState {
     }
 
     /// Consumes one request with `actions` from every limit that applies.
+    /// The flag asks for a flush of the usage now.
     pub fn commit(
         &mut self,
         policy: &PolicyLimits,
         actions: &ActionSet,
         now: u64,
         wall_ms: i64,
-    ) -> Consumed {
+    ) -> (Consumed, bool) {
         for (rule, window) in policy.rolling.iter().zip(&mut self.windows) {
             if rule.scope.applies(actions) {
                 window.admit(now);
@@ -208,11 +219,67 @@ impl LimiterState {
             (Some(rule), true) => Some(self.batch.record(rule, wall_ms)),
             _ => None,
         };
-        Consumed {
+        let flush = self.journal.as_mut().is_some_and(Journal::record);
+        let consumed = Consumed {
             day_start: self.usage.day_start(),
             actions: actions.clone(),
             batch,
+        };
+        (consumed, flush)
+    }
+
+    /// Keeps this state's usage durable from now on.
+    pub fn enable_journal(&mut self) {
+        self.journal.get_or_insert_with(Journal::default);
+    }
+
+    /// The usage to persist, if anything changed since the durable snapshot
+    /// (or `always`).
+    pub fn snapshot(
+        &mut self,
+        classifier: &Classifier,
+        always: bool,
+    ) -> Option<(UsageRecord, Pending)> {
+        let journal = self.journal.as_mut()?;
+        if !always && !journal.is_dirty() {
+            return None;
         }
+        let pending = journal.begin_snapshot();
+        let mut record = UsageRecord {
+            headroom: pending.headroom,
+            ..UsageRecord::default()
+        };
+        self.usage
+            .to_record(|id| classifier.name(id).to_owned(), &mut record);
+        self.batch.to_record(&mut record);
+        Some((record, pending))
+    }
+
+    /// A snapshot is durable.
+    pub fn durable(&mut self, pending: Pending) {
+        if let Some(journal) = &mut self.journal {
+            journal.durable(pending);
+        }
+    }
+
+    /// No admission from now on (clean shutdown).
+    pub fn seal(&mut self) {
+        if let Some(journal) = &mut self.journal {
+            journal.seal();
+        }
+    }
+
+    /// Usage from the store, at start-up.
+    pub fn restore(
+        &mut self,
+        record: &UsageRecord,
+        policy: &PolicyLimits,
+        classifier: &Classifier,
+        wall_ms: i64,
+    ) {
+        let today = policy.day_reset.day_start(wall_ms.div_euclid(1000));
+        self.usage = DailyUsage::from_record(record, today, |name| classifier.id(name));
+        self.batch = BatchProgress::from_record(record, policy.batch.as_ref(), wall_ms);
     }
 
     /// A request or tunnel ended.
@@ -274,7 +341,7 @@ mod tests {
         let mut state = LimiterState::default();
         let none = ActionSet::new();
         state.sync(&policy, &clock, 0);
-        state.commit(&policy, &none, clock.now(), 0);
+        let _ = state.commit(&policy, &none, clock.now(), 0);
         state.compact(clock.now());
         assert_eq!(state.windows.len(), 1, "a full window is kept");
         tokio::time::advance(Duration::from_secs(61)).await;

@@ -11,6 +11,7 @@ use smallvec::SmallVec;
 use super::policy::{BatchRule, Scope};
 use crate::classify::{ActionId, ActionSet};
 use crate::config::DayReset;
+use crate::store::UsageRecord;
 
 /// Today's counts.
 #[derive(Debug, Default, Clone)]
@@ -19,6 +20,9 @@ pub struct DailyUsage {
     day_start: i64,
     all: u64,
     by_action: SmallVec<[(ActionId, u64); 4]>,
+    /// Added to every count: admissions that may have happened after the
+    /// snapshot restored at start-up (see `journal`).
+    floor: u64,
 }
 
 impl DailyUsage {
@@ -40,14 +44,49 @@ impl DailyUsage {
 
     /// Today's count for a scope.
     pub fn count(&self, scope: Scope) -> u64 {
-        match scope {
+        let counted = match scope {
             Scope::All => self.all,
             Scope::Action(id) => self
                 .by_action
                 .iter()
                 .find(|(a, _)| *a == id)
                 .map_or(0, |(_, n)| *n),
+        };
+        counted + self.floor
+    }
+
+    /// The counts as persisted, actions by name.
+    pub fn to_record(&self, name_of: impl Fn(ActionId) -> String, record: &mut UsageRecord) {
+        record.day_start = self.day_start;
+        record.all = self.all + self.floor;
+        record.actions = self
+            .by_action
+            .iter()
+            .map(|(id, n)| (name_of(*id), n + self.floor))
+            .collect();
+    }
+
+    /// Today's counts from a persisted record: the record's counts if it is
+    /// of today, plus its headroom on every count.
+    pub fn from_record(
+        record: &UsageRecord,
+        today_start: i64,
+        id_of: impl Fn(&str) -> Option<ActionId>,
+    ) -> Self {
+        let mut usage = DailyUsage {
+            day_start: today_start,
+            floor: record.headroom,
+            ..DailyUsage::default()
+        };
+        if record.day_start == today_start {
+            usage.all = record.all;
+            usage.by_action = record
+                .actions
+                .iter()
+                .filter_map(|(name, n)| Some((id_of(name)?, *n)))
+                .collect();
         }
+        usage
     }
 
     /// Counts one request with these actions.
@@ -98,6 +137,32 @@ pub struct BatchUndo {
 }
 
 impl BatchProgress {
+    /// The batch as persisted.
+    pub fn to_record(&self, record: &mut UsageRecord) {
+        record.batch_current = self.current;
+        record.batch_paused_until_ms = self.paused_until_ms;
+        record.batch_last_at_ms = self.last_batch_at_ms;
+    }
+
+    /// The batch from a persisted record, its headroom added; a batch that
+    /// may have filled after the snapshot is taken as full, its pause
+    /// starting now.
+    pub fn from_record(record: &UsageRecord, rule: Option<&BatchRule>, now_ms: i64) -> Self {
+        let mut batch = BatchProgress {
+            current: record.batch_current + record.headroom,
+            paused_until_ms: record.batch_paused_until_ms,
+            last_batch_at_ms: record.batch_last_at_ms,
+            sequence: 0,
+        };
+        if let Some(rule) = rule {
+            if batch.paused_until_ms.is_none() && batch.current >= rule.size {
+                batch.current = rule.size - 1;
+                batch.record(rule, now_ms);
+            }
+        }
+        batch
+    }
+
     /// Ends a pause that is over: the next batch starts at 0.
     pub fn roll(&mut self, now_ms: i64) {
         if self.paused_until_ms.is_some_and(|until| until <= now_ms) {
