@@ -4,14 +4,14 @@
 
 use crate::context::RequestContext;
 
-/// Whether access lines are being written (so that work done only for them
-/// can be skipped).
-pub fn enabled() -> bool {
+/// Whether access lines are being written.
+fn enabled() -> bool {
     tracing::enabled!(target: "pacer::access", tracing::Level::INFO)
 }
 
-/// Writes the access line for a finished request or tunnel.
-pub fn record(ctx: &RequestContext) {
+/// Writes the access line for a finished request or tunnel that matched
+/// the actions named `actions`.
+pub fn record(ctx: &RequestContext, actions: &[&str]) {
     if !enabled() {
         return;
     }
@@ -27,7 +27,7 @@ pub fn record(ctx: &RequestContext) {
         listener = ctx.listener.as_str(),
         client = %ctx.peer,
         account,
-        actions = if ctx.actions.is_empty() { "-" } else { ctx.actions.as_str() },
+        actions = %ActionList(actions),
         method = %ctx.method,
         host,
         status = ctx.status,
@@ -37,4 +37,22 @@ pub fn record(ctx: &RequestContext) {
         bytes_down = ctx.bytes_down,
         duration_ms = ctx.started.elapsed().as_millis() as u64,
     );
+}
+
+/// Action names joined by commas, `-` for none, formatted lazily.
+struct ActionList<'a>(&'a [&'a str]);
+
+impl std::fmt::Display for ActionList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, name) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
 }

@@ -8,18 +8,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use smallvec::SmallVec;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::access_log;
 use crate::auth::Accounts;
 use crate::classify::Classifier;
 use crate::config::StateConfig;
 use crate::config::{Config, ListenerProtocol, ServerConfig};
+use crate::context::RequestContext;
 use crate::dial::Dialer;
 use crate::forward::Forwarder;
 use crate::limit::clock::Clock;
 use crate::limit::policy::PolicyLimits;
 use crate::listener::{self, BoundListener, ConnectionLimit};
+use crate::metrics::Metrics;
 use crate::persist;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -49,6 +53,8 @@ pub struct App {
     pub store: Store,
     /// Wakes the usage flusher early.
     pub flush: Arc<Notify>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -75,6 +81,7 @@ impl App {
         let accounts =
             Accounts::new(&config.accounts, &policies, journal).map_err(anyhow::Error::msg)?;
         Ok(App {
+            metrics: Metrics::new(config.admin.account_metrics),
             store: Store::open(&config.state)?,
             flush,
             accounts,
@@ -86,6 +93,18 @@ impl App {
             shutdown: Shutdown::new(),
             settings,
         })
+    }
+
+    /// Closes out a finished request or tunnel: its access line and its
+    /// metrics.
+    pub fn finish(&self, ctx: &RequestContext) {
+        let names: SmallVec<[&str; 4]> = ctx
+            .actions
+            .iter()
+            .map(|id| self.classifier.name(*id))
+            .collect();
+        access_log::record(ctx, &names);
+        self.metrics.observe(ctx, &names);
     }
 
     /// Frees idle accounts' limiter memory, forever (a background task).

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::access_log;
+use crate::app::App;
 use crate::context::RequestContext;
 use crate::limit::Grant;
 use crate::listener::conn::ConnActivity;
@@ -30,6 +30,7 @@ enum Inner {
 
 /// What happens when a forwarded response is over.
 pub struct Finish {
+    app: Arc<App>,
     ctx: RequestContext,
     conn: Arc<ConnActivity>,
     grant: Option<Grant>,
@@ -37,8 +38,9 @@ pub struct Finish {
 
 impl Finish {
     /// Closes out `ctx` on `conn` and releases `grant` when dropped.
-    pub fn new(ctx: RequestContext, conn: Arc<ConnActivity>, grant: Grant) -> Self {
+    pub fn new(app: Arc<App>, ctx: RequestContext, conn: Arc<ConnActivity>, grant: Grant) -> Self {
         Finish {
+            app,
             ctx,
             conn,
             grant: Some(grant),
@@ -50,7 +52,7 @@ impl Drop for Finish {
     fn drop(&mut self) {
         drop(self.grant.take());
         self.conn.request_finished();
-        access_log::record(&self.ctx);
+        self.app.finish(&self.ctx);
     }
 }
 

@@ -11,6 +11,9 @@ use std::time::Duration;
 use http::Method;
 use tokio::time::Instant;
 
+use crate::classify::ActionSet;
+use crate::error::ProxyError;
+use crate::limit::HitKind;
 use crate::target::Target;
 
 /// A request id, shown as `req_` and 12 hex digits in the envelope's
@@ -80,15 +83,20 @@ pub struct RequestContext {
     pub peer: SocketAddr,
     /// The account, once identified.
     pub account: Option<Arc<str>>,
-    /// The names of the actions it matched, comma-separated (filled only
-    /// when the access log is on).
-    pub actions: String,
+    /// The actions it matched.
+    pub actions: ActionSet,
     /// The method (`CONNECT` for tunnels).
     pub method: Method,
     /// The destination, once known.
     pub target: Option<Target>,
     /// The outcome: HTTP status, or the SOCKS5 reply code for SOCKS tunnels.
     pub status: u16,
+    /// `ok`, or the envelope type without `errors/` (metrics label).
+    pub outcome: &'static str,
+    /// The limit that refused it, if one did.
+    pub refused_by: Option<HitKind>,
+    /// The limit it waited for, if it was paced.
+    pub held_by: Option<HitKind>,
     /// Bytes from the client towards the destination.
     pub bytes_up: u64,
     /// Bytes from the destination towards the client.
@@ -107,14 +115,30 @@ impl RequestContext {
             listener,
             peer,
             account: None,
-            actions: String::new(),
+            actions: ActionSet::new(),
             method,
             target: None,
             status: 0,
+            outcome: "ok",
+            refused_by: None,
+            held_by: None,
             bytes_up: 0,
             bytes_down: 0,
             waited: Duration::ZERO,
             started: Instant::now(),
+        }
+    }
+}
+
+impl RequestContext {
+    /// Records that the request failed with `err` (HTTP status or SOCKS5
+    /// reply code in `status`).
+    pub fn failed(&mut self, err: &ProxyError, status: u16) {
+        self.status = status;
+        let kind = err.wire_code().kind;
+        self.outcome = kind.strip_prefix("errors/").unwrap_or(kind);
+        if let ProxyError::RateLimited { refusal, .. } = err {
+            self.refused_by = Some(refusal.hit.kind);
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod error;
 pub mod forward;
 pub mod limit;
 pub mod listener;
+pub mod metrics;
 pub mod persist;
 pub mod pipeline;
 pub mod problem;

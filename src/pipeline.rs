@@ -7,7 +7,6 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::access_log;
 use crate::app::App;
 use crate::auth::Account;
 use crate::classify::RequestShape;
@@ -42,21 +41,15 @@ async fn admit(
     account: &Account,
     shape: RequestShape<'_>,
 ) -> Result<Grant, ProxyError> {
-    let actions = app.classifier.classify(shape);
-    if access_log::enabled() {
-        ctx.actions = actions
-            .iter()
-            .map(|id| app.classifier.name(*id))
-            .collect::<Vec<_>>()
-            .join(",");
-    }
+    ctx.actions = app.classifier.classify(shape);
     match account
         .limiter
-        .admit(&account.policy, &actions, &app.clock)
+        .admit(&account.policy, &ctx.actions, &app.clock)
         .await
     {
         Ok(grant) => {
             ctx.waited = grant.waited();
+            ctx.held_by = grant.held_by();
             Ok(grant)
         }
         Err(refusal) => {
@@ -114,7 +107,7 @@ where
         RelayEnd::Idle => tracing::debug!(id = %ctx.id, "tunnel idle, closed"),
         RelayEnd::Failed(err) => tracing::debug!(id = %ctx.id, %err, "tunnel ended by error"),
     }
-    access_log::record(&ctx);
+    app.finish(&ctx);
 }
 
 /// Forwards one plain HTTP request and returns the origin's response.

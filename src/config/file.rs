@@ -66,6 +66,7 @@ pub struct AdminFile {
     pub addr: Option<Text>,
     pub api_keys: Vec<Text>,
     pub public_metrics: bool,
+    pub account_metrics: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

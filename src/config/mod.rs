@@ -164,6 +164,8 @@ pub struct AdminConfig {
     pub api_keys: Vec<Secret>,
     /// `/metrics` without a key. Default false.
     pub public_metrics: bool,
+    /// Per-account metric labels (one series per account). Default false.
+    pub account_metrics: bool,
 }
 
 impl Default for AdminConfig {
@@ -172,6 +174,7 @@ impl Default for AdminConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
             api_keys: Vec::new(),
             public_metrics: false,
+            account_metrics: false,
         }
     }
 }

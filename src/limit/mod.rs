@@ -160,12 +160,18 @@ pub struct Grant {
     limiter: Arc<AccountLimiter>,
     consumed: Consumed,
     waited: Duration,
+    held_by: Option<HitKind>,
 }
 
 impl Grant {
     /// How long the request waited for admission.
     pub fn waited(&self) -> Duration {
         self.waited
+    }
+
+    /// The limit it last waited for, if it was paced.
+    pub fn held_by(&self) -> Option<HitKind> {
+        self.held_by
     }
 
     /// The request failed before reaching the origin: its daily-cap and
@@ -292,11 +298,15 @@ impl AccountLimiter {
             return Err(refusal(hit, clock.now() - arrival));
         };
         let mut jittered = false;
+        let mut held_by = None;
         loop {
             let released = self.released.notified();
             let ready = jittered || policy.jitter.is_zero();
             let (verdict, now) = match self.look(policy, actions, clock, arrival, ready) {
-                Ok(grant) => return Ok(grant),
+                Ok(mut grant) => {
+                    grant.held_by = held_by;
+                    return Ok(grant);
+                }
                 Err(looked) => looked,
             };
             match verdict {
@@ -306,6 +316,7 @@ impl AccountLimiter {
                 }
                 Verdict::Refuse(hit) => return Err(refusal(hit, now - arrival)),
                 Verdict::Wait { until, hit } => {
+                    held_by = Some(hit.kind);
                     let deadline = deadline(policy, &hit, arrival);
                     if !can_wait(policy, &hit, arrival, until) || now >= deadline {
                         return Err(refusal(hit, now - arrival));
@@ -360,6 +371,7 @@ impl AccountLimiter {
             limiter: self.clone(),
             consumed,
             waited: Duration::from_nanos(waited),
+            held_by: None,
         }
     }
 

@@ -22,7 +22,6 @@ use tokio::net::TcpStream;
 use super::conn::{watchdog, ClientIo, ConnActivity, Timeouts};
 use super::head::{read_first_head, HeadError};
 use super::Admission;
-use crate::access_log;
 use crate::app::App;
 use crate::auth::Account;
 use crate::body::{Finish, ProxyBody};
@@ -162,7 +161,7 @@ async fn handle(
         Ok(Outcome::Forwarded(Forwarded { response, grant })) => {
             ctx.status = response.status().as_u16();
             let waited = ctx.waited;
-            let finish = Finish::new(ctx, conn.activity.clone(), grant);
+            let finish = Finish::new(app.clone(), ctx, conn.activity.clone(), grant);
             with_waited(response.map(|body| ProxyBody::origin(body, finish)), waited)
         }
         Ok(Outcome::Tunnel { tunnel, upgrade }) => {
@@ -174,8 +173,8 @@ async fn handle(
         }
         Err(err) => {
             conn.activity.request_finished();
-            ctx.status = err.wire_code().status.as_u16();
-            access_log::record(&ctx);
+            ctx.failed(&err, err.wire_code().status.as_u16());
+            app.finish(&ctx);
             problem::error_response(&err, ctx.id)
         }
     }
@@ -241,7 +240,7 @@ fn spawn_tunnel(
             }
             Err(err) => {
                 tracing::debug!(id = %ctx.id, %err, "client left before the tunnel opened");
-                access_log::record(&ctx);
+                app.finish(&ctx);
             }
         }
         drop(conn);

@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::app::App;
 use crate::auth::Account;
 use crate::config::ListenerProtocol;
+use crate::context::ListenerKind;
 
 /// Connections answered with a refusal at once, beyond `max_connections`.
 const OVERFLOW_ALLOWANCE: usize = 64;
@@ -112,6 +113,11 @@ async fn serve(
     peer: std::net::SocketAddr,
     admission: Admission,
 ) {
+    let kind = match protocol {
+        ListenerProtocol::Http => ListenerKind::Http,
+        ListenerProtocol::Socks5 => ListenerKind::Socks5,
+    };
+    let _open = app.metrics.connection(kind);
     match protocol {
         ListenerProtocol::Http => {
             http::serve_connection(app, stream, peer, account, admission).await

@@ -19,7 +19,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Admission;
-use crate::access_log;
 use crate::app::App;
 use crate::auth::Account;
 use crate::context::{ListenerKind, RequestContext};
@@ -51,7 +50,7 @@ pub async fn serve_connection(
     if refused {
         ctx.target = Some(target);
         let err = ProxyError::Unavailable("pacer is at its connection limit");
-        return refuse(proto, ctx, &err).await;
+        return refuse(&app, proto, ctx, &err).await;
     }
     match pipeline::open_tunnel(&app, &mut ctx, &account, target).await {
         Ok(tunnel) => {
@@ -65,7 +64,7 @@ pub async fn serve_connection(
             pipeline::run_tunnel(&app, ctx, &mut client, tunnel).await;
             drop(admission);
         }
-        Err(err) => refuse(proto, ctx, &err).await,
+        Err(err) => refuse(&app, proto, ctx, &err).await,
     }
 }
 
@@ -106,11 +105,11 @@ async fn read_connect(proto: Authenticated) -> Option<(CommandRead, Target)> {
 }
 
 /// Answers the CONNECT with the error's reply code and logs the attempt.
-async fn refuse(proto: CommandRead, mut ctx: RequestContext, err: &ProxyError) {
+async fn refuse(app: &App, proto: CommandRead, mut ctx: RequestContext, err: &ProxyError) {
     let reply = err.socks_reply();
-    ctx.status = reply.as_u8().into();
+    ctx.failed(err, reply.as_u8().into());
     tracing::debug!(id = %ctx.id, %err, "socks5 connect refused");
-    access_log::record(&ctx);
+    app.finish(&ctx);
     let _ = proto.reply_error(&reply).await;
 }
 

@@ -196,6 +196,7 @@ pub fn admin(cx: &mut Ctx, f: &AdminFile) -> AdminConfig {
         addr,
         api_keys,
         public_metrics: f.public_metrics,
+        account_metrics: f.account_metrics,
     }
 }
 
