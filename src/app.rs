@@ -1,6 +1,7 @@
-//! The running proxy: [`App`] is the one handle every stage reads (settings,
-//! accounts, egress, shutdown); [`Server`] binds the configured listeners
-//! and runs them until a stop signal, then drains within the grace period.
+//! The running proxy: [`App`] is the one handle every stage reads (server
+//! settings, the reloadable [`Runtime`], egress, store, metrics, shutdown);
+//! [`Server`] binds the configured listeners and runs them until a stop
+//! signal, then drains within the grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,19 +13,19 @@ use smallvec::SmallVec;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use arc_swap::ArcSwap;
+
 use crate::access_log;
-use crate::auth::Accounts;
-use crate::classify::Classifier;
 use crate::config::StateConfig;
 use crate::config::{Config, ListenerProtocol, ServerConfig};
 use crate::context::RequestContext;
 use crate::dial::Dialer;
 use crate::forward::Forwarder;
 use crate::limit::clock::Clock;
-use crate::limit::policy::PolicyLimits;
 use crate::listener::{self, BoundListener, ConnectionLimit};
 use crate::metrics::Metrics;
 use crate::persist;
+use crate::runtime::Runtime;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -35,10 +36,8 @@ const COMPACT_EVERY: Duration = Duration::from_secs(60);
 pub struct App {
     /// `[server]` settings.
     pub settings: ServerConfig,
-    /// The configured accounts.
-    pub accounts: Accounts,
-    /// The compiled `[[actions]]` rules.
-    pub classifier: Classifier,
+    /// Actions, policies and accounts; swapped whole by a reload.
+    pub runtime: ArcSwap<Runtime>,
     /// The limiters' clock.
     pub clock: Clock,
     /// Direct egress.
@@ -62,30 +61,15 @@ impl App {
     pub fn new(config: &Config, clock: Clock) -> anyhow::Result<Self> {
         let settings = config.server.clone();
         let dialer = Dialer::new(settings.connect_timeout);
-        let classifier = Classifier::new(&config.actions)?;
-        let policies = config
-            .policies
-            .iter()
-            .map(|(slug, policy)| {
-                (
-                    slug.clone(),
-                    Arc::new(PolicyLimits::new(policy, &classifier)),
-                )
-            })
-            .collect();
+        let store = Store::open(&config.state)?;
         let flush = Arc::new(Notify::new());
-        let journal = match config.state {
-            StateConfig::Memory => None,
-            StateConfig::Path(_) => Some(flush.clone()),
-        };
-        let accounts =
-            Accounts::new(&config.accounts, &policies, journal).map_err(anyhow::Error::msg)?;
+        let changes = store.load_changes()?;
+        let runtime = Runtime::build(config, &changes, None, journal(config, &flush))?;
         Ok(App {
             metrics: Metrics::new(config.admin.account_metrics),
-            store: Store::open(&config.state)?,
+            runtime: ArcSwap::from_pointee(runtime),
+            store,
             flush,
-            accounts,
-            classifier,
             clock,
             forwarder: Forwarder::new(dialer.clone(), settings.idle_timeout),
             dialer,
@@ -98,10 +82,11 @@ impl App {
     /// Closes out a finished request or tunnel: its access line and its
     /// metrics.
     pub fn finish(&self, ctx: &RequestContext) {
+        let runtime = self.runtime.load();
         let names: SmallVec<[&str; 4]> = ctx
             .actions
             .iter()
-            .map(|id| self.classifier.name(*id))
+            .map(|id| runtime.classifier.name(*id))
             .collect();
         access_log::record(ctx, &names);
         self.metrics.observe(ctx, &names);
@@ -112,10 +97,18 @@ impl App {
         let mut every = tokio::time::interval(COMPACT_EVERY);
         loop {
             every.tick().await;
-            for account in self.accounts.iter() {
+            for account in self.runtime.load().accounts.iter() {
                 account.limiter.compact(&self.clock);
             }
         }
+    }
+}
+
+/// The flusher's wake-up when `config` keeps usage on disk.
+pub fn journal(config: &Config, flush: &Arc<Notify>) -> Option<Arc<Notify>> {
+    match config.state {
+        StateConfig::Memory => None,
+        StateConfig::Path(_) => Some(flush.clone()),
     }
 }
 
@@ -140,16 +133,10 @@ impl Server {
             let tcp = TcpListener::bind(l.addr)
                 .await
                 .with_context(|| format!("cannot listen on {}", l.addr))?;
-            let account = match &l.account {
-                Some(id) => Some(app.accounts.get(id).with_context(|| {
-                    format!("listener {} is bound to unknown account {id}", l.addr)
-                })?),
-                None => None,
-            };
             listeners.push(BoundListener {
                 protocol: l.protocol,
                 tcp,
-                account,
+                account: l.account.as_deref().map(Arc::from),
             });
         }
         Ok(Server { app, listeners })

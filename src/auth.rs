@@ -1,85 +1,16 @@
-//! Identifying the account (SPEC section 3): the registry of configured
-//! accounts, `Proxy-Authorization: Basic` parsing, and constant-time secret
-//! checks shared by the HTTP and SOCKS5 listeners.
+//! Identifying the account (SPEC section 3): `Proxy-Authorization: Basic`
+//! parsing and constant-time secret checks against the accounts, shared by
+//! the HTTP and SOCKS5 listeners.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use http::HeaderValue;
-use tokio::sync::Notify;
 
-use crate::config::{AccountConfig, Secret};
+use crate::accounts::{Account, Accounts};
 use crate::error::ProxyError;
-use crate::limit::policy::PolicyLimits;
-use crate::limit::AccountLimiter;
-
-/// An account as the request path sees it.
-#[derive(Debug)]
-pub struct Account {
-    /// The account id (the proxy user name).
-    pub id: Arc<str>,
-    secret: Secret,
-    /// The policy in force.
-    pub policy: Arc<PolicyLimits>,
-    /// The account's limiter state.
-    pub limiter: Arc<AccountLimiter>,
-}
-
-/// Every configured account, by id.
-#[derive(Debug)]
-pub struct Accounts {
-    by_id: HashMap<Arc<str>, Arc<Account>>,
-    /// Compared against when the id is unknown, so that a wrong id and a
-    /// wrong secret take the same time.
-    decoy: Secret,
-}
 
 impl Accounts {
-    /// The registry of `accounts`, each with its compiled policy (`None`
-    /// when an account names a policy `policies` lacks).
-    /// With `journal`, usage is persisted and the flusher woken through it.
-    pub fn new(
-        accounts: &[AccountConfig],
-        policies: &HashMap<String, Arc<PolicyLimits>>,
-        journal: Option<Arc<Notify>>,
-    ) -> Result<Self, String> {
-        let mut by_id = HashMap::with_capacity(accounts.len());
-        for config in accounts {
-            let policy = policies.get(&config.policy).ok_or_else(|| {
-                format!(
-                    "account {} names unknown policy {}",
-                    config.id, config.policy
-                )
-            })?;
-            let id: Arc<str> = Arc::from(config.id.as_str());
-            let account = Account {
-                id: id.clone(),
-                secret: config.secret.clone(),
-                policy: policy.clone(),
-                limiter: Arc::new(match &journal {
-                    Some(flush) => AccountLimiter::journaled(flush.clone()),
-                    None => AccountLimiter::default(),
-                }),
-            };
-            by_id.insert(id, Arc::new(account));
-        }
-        Ok(Accounts {
-            by_id,
-            decoy: Secret::new("pacer-decoy-secret-for-unknown-ids"),
-        })
-    }
-
-    /// Every account.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Account>> {
-        self.by_id.values()
-    }
-
-    /// The account with this id, for bound listeners.
-    pub fn get(&self, id: &str) -> Option<Arc<Account>> {
-        self.by_id.get(id).cloned()
-    }
-
     /// The account whose id and secret these are.
     pub fn authenticate(&self, id: &[u8], secret: &[u8]) -> Result<Arc<Account>, ProxyError> {
         let found = std::str::from_utf8(id)
@@ -127,23 +58,13 @@ mod tests {
     use super::*;
 
     fn accounts() -> Accounts {
-        let policy = crate::config::Policy::with_defaults("p");
-        let classifier = crate::classify::Classifier::new(&[]).expect("classifier");
-        let compiled = Arc::new(PolicyLimits::new(&policy, &classifier));
-        let policies = HashMap::from([("p".to_owned(), compiled)]);
-        let accounts = Accounts::new(
-            &[AccountConfig {
-                id: "acct-1".into(),
-                secret: Secret::new("s3cret"),
-                account_type: None,
-                policy: "p".into(),
-                plan: crate::config::Plan::Free,
-                route: crate::config::AccountRoute::Direct,
-            }],
-            &policies,
-            None,
-        );
-        accounts.expect("accounts")
+        let config = crate::config::parse(
+            "[[listeners]]\nprotocol = \"http\"\naddr = \"127.0.0.1:0\"\n[policies.standard_policy]\n[[accounts]]\nid = \"acct-1\"\nsecret = \"s3cret\"\n",
+            &|_| None,
+        )
+        .expect("config");
+        let runtime = crate::runtime::Runtime::build(&config, &Default::default(), None, None);
+        runtime.expect("runtime").accounts
     }
 
     fn basic(user_pass: &str) -> HeaderValue {

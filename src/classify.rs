@@ -129,6 +129,11 @@ impl Classifier {
             .map_or("?", String::as_str)
     }
 
+    /// Every action's name, in `[[actions]]` order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// The id of the action named `name`.
     pub fn id(&self, name: &str) -> Option<ActionId> {
         let index = self.names.iter().position(|n| n == name)?;

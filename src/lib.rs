@@ -24,6 +24,7 @@
 //!   [`ca`]: `pacer ca init`.
 
 pub mod access_log;
+pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod body;
@@ -41,6 +42,7 @@ pub mod persist;
 pub mod pipeline;
 pub mod problem;
 pub mod relay;
+pub mod runtime;
 pub mod shutdown;
 pub mod store;
 pub mod target;

@@ -18,11 +18,13 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// that no account is admitted anything before it has a durable record.
 pub fn restore(app: &App) -> Result<(), StoreError> {
     let records = app.store.load_usage()?;
-    for account in app.accounts.iter() {
+    let runtime = app.runtime.load();
+    for account in runtime.accounts.iter() {
         if let Some(record) = records.get(&*account.id) {
+            let policy = &account.settings.load().policy;
             account
                 .limiter
-                .restore(record, &account.policy, &app.classifier, &app.clock);
+                .restore(record, policy, &runtime.classifier, &app.clock);
         }
     }
     flush(app, true).map(|_| ())
@@ -31,11 +33,12 @@ pub fn restore(app: &App) -> Result<(), StoreError> {
 /// Writes the usage of accounts that changed (or of all, `always`) in one
 /// transaction; returns how many were written.
 pub fn flush(app: &App, always: bool) -> Result<usize, StoreError> {
-    let pending: Vec<_> = app
+    let runtime = app.runtime.load();
+    let pending: Vec<_> = runtime
         .accounts
         .iter()
         .filter_map(|account| {
-            let (record, mark) = account.limiter.snapshot(&app.classifier, always)?;
+            let (record, mark) = account.limiter.snapshot(&runtime.classifier, always)?;
             Some((account, record, mark))
         })
         .collect();
@@ -73,7 +76,7 @@ pub async fn run(app: Arc<App>) {
 /// The last snapshot: every account sealed (nothing more is admitted) and
 /// written with no headroom, so a clean restart restores exact counts.
 pub fn close(app: &App) -> Result<(), StoreError> {
-    for account in app.accounts.iter() {
+    for account in app.runtime.load().accounts.iter() {
         account.limiter.seal();
     }
     flush(app, true).map(|_| ())

@@ -7,8 +7,8 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::accounts::Account;
 use crate::app::App;
-use crate::auth::Account;
 use crate::classify::RequestShape;
 use crate::context::RequestContext;
 use crate::error::ProxyError;
@@ -41,10 +41,11 @@ async fn admit(
     account: &Account,
     shape: RequestShape<'_>,
 ) -> Result<Grant, ProxyError> {
-    ctx.actions = app.classifier.classify(shape);
+    ctx.actions = app.runtime.load().classifier.classify(shape);
+    let policy = account.settings.load().policy.clone();
     match account
         .limiter
-        .admit(&account.policy, &ctx.actions, &app.clock)
+        .admit(&policy, &ctx.actions, &app.clock)
         .await
     {
         Ok(grant) => {

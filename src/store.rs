@@ -1,5 +1,5 @@
-//! The embedded store: usage counters (and, with the admin API, runtime
-//! changes) that survive a restart, in one redb file (`[state] path`).
+//! The embedded store: usage counters and the admin API's runtime changes,
+//! which survive a restart, in one redb file (`[state] path`).
 //!
 //! redb is pure Rust, ACID (a copy-on-write B-tree whose commits are
 //! atomic and fsynced), recovers by itself after a crash, and needs no C
@@ -13,11 +13,14 @@ use std::path::Path;
 
 use redb::backends::InMemoryBackend;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::AccountChanges;
 use crate::config::StateConfig;
 
 const USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("usage");
+const CHANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("account_changes");
 
 /// A store failure: the file could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -77,26 +80,23 @@ impl Store {
     fn ensure_tables(&self) -> Result<(), StoreError> {
         let write = self.db.begin_write().map_err(failed)?;
         write.open_table(USAGE).map_err(failed)?;
+        write.open_table(CHANGES).map_err(failed)?;
         write.commit().map_err(failed)
+    }
+
+    /// Every account's runtime changes.
+    pub fn load_changes(&self) -> Result<HashMap<String, AccountChanges>, StoreError> {
+        self.load(CHANGES)
+    }
+
+    /// Replaces one account's runtime changes, durably.
+    pub fn save_changes(&self, account: &str, changes: &AccountChanges) -> Result<(), StoreError> {
+        self.save(CHANGES, [(account, changes)])
     }
 
     /// Every account's persisted usage.
     pub fn load_usage(&self) -> Result<HashMap<String, UsageRecord>, StoreError> {
-        let read = self.db.begin_read().map_err(failed)?;
-        let table = read.open_table(USAGE).map_err(failed)?;
-        let mut records = HashMap::new();
-        for entry in table.iter().map_err(failed)? {
-            let (key, value) = entry.map_err(failed)?;
-            match serde_json::from_slice::<UsageRecord>(value.value()) {
-                Ok(record) => {
-                    records.insert(key.value().to_owned(), record);
-                }
-                Err(err) => {
-                    tracing::warn!(account = key.value(), %err, "unreadable usage record skipped")
-                }
-            }
-        }
-        Ok(records)
+        self.load(USAGE)
     }
 
     /// Writes these accounts' usage in one durable transaction.
@@ -104,9 +104,38 @@ impl Store {
         &self,
         records: impl IntoIterator<Item = (&'a str, &'a UsageRecord)>,
     ) -> Result<(), StoreError> {
+        self.save(USAGE, records)
+    }
+
+    fn load<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<HashMap<String, T>, StoreError> {
+        let read = self.db.begin_read().map_err(failed)?;
+        let table = read.open_table(table).map_err(failed)?;
+        let mut records = HashMap::new();
+        for entry in table.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            match serde_json::from_slice::<T>(value.value()) {
+                Ok(record) => {
+                    records.insert(key.value().to_owned(), record);
+                }
+                Err(err) => {
+                    tracing::warn!(account = key.value(), %err, "unreadable record skipped")
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    fn save<'a, T: Serialize + 'a>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        records: impl IntoIterator<Item = (&'a str, &'a T)>,
+    ) -> Result<(), StoreError> {
         let write = self.db.begin_write().map_err(failed)?;
         {
-            let mut table = write.open_table(USAGE).map_err(failed)?;
+            let mut table = write.open_table(table).map_err(failed)?;
             for (account, record) in records {
                 let bytes = serde_json::to_vec(record).map_err(failed)?;
                 table.insert(account, bytes.as_slice()).map_err(failed)?;

@@ -221,6 +221,11 @@ impl AccountLimiter {
         self.lock().seal();
     }
 
+    /// Renumbers usage after a reload changed the actions.
+    pub fn remap_actions(&self, old: &Classifier, new: &Classifier) {
+        self.lock().remap_actions(old, new);
+    }
+
     /// Restores usage from the store at start-up.
     pub fn restore(
         &self,

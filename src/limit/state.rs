@@ -228,6 +228,12 @@ impl LimiterState {
         (consumed, flush)
     }
 
+    /// Renumbers usage from `old` actions to `new` ones (reload); rolling
+    /// windows follow their limit keys on the next sync.
+    pub fn remap_actions(&mut self, old: &Classifier, new: &Classifier) {
+        self.usage.remap(|id| new.id(old.name(id)));
+    }
+
     /// Keeps this state's usage durable from now on.
     pub fn enable_journal(&mut self) {
         self.journal.get_or_insert_with(Journal::default);

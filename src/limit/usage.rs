@@ -55,6 +55,16 @@ impl DailyUsage {
         counted + self.floor
     }
 
+    /// Renumbers the per-action counts (after a reload changed the actions);
+    /// counts of actions that no longer exist are dropped.
+    pub fn remap(&mut self, new_id: impl Fn(ActionId) -> Option<ActionId>) {
+        self.by_action = self
+            .by_action
+            .iter()
+            .filter_map(|(id, n)| Some((new_id(*id)?, *n)))
+            .collect();
+    }
+
     /// The counts as persisted, actions by name.
     pub fn to_record(&self, name_of: impl Fn(ActionId) -> String, record: &mut UsageRecord) {
         record.day_start = self.day_start;

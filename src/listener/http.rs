@@ -22,8 +22,8 @@ use tokio::net::TcpStream;
 use super::conn::{watchdog, ClientIo, ConnActivity, Timeouts};
 use super::head::{read_first_head, HeadError};
 use super::Admission;
+use crate::accounts::Account;
 use crate::app::App;
-use crate::auth::Account;
 use crate::body::{Finish, ProxyBody};
 use crate::context::{ListenerKind, RequestContext, RequestId};
 use crate::error::ProxyError;
@@ -212,6 +212,8 @@ async fn proxy(
     let account = match &conn.account {
         Some(bound) => bound.clone(),
         None => app
+            .runtime
+            .load()
             .accounts
             .authenticate_basic(request.headers().get(http::header::PROXY_AUTHORIZATION))?,
     };

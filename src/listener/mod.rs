@@ -19,7 +19,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::app::App;
-use crate::auth::Account;
 use crate::config::ListenerProtocol;
 use crate::context::ListenerKind;
 
@@ -34,8 +33,8 @@ pub struct BoundListener {
     pub protocol: ListenerProtocol,
     /// The listening socket.
     pub tcp: TcpListener,
-    /// For a bound listener, the account every client is.
-    pub account: Option<Arc<Account>>,
+    /// For a bound listener, the id of the account every client is.
+    pub account: Option<Arc<str>>,
 }
 
 /// Permits for client connections across all proxy listeners.
@@ -108,11 +107,21 @@ pub async fn accept_loop(app: Arc<App>, bound: BoundListener) {
 async fn serve(
     app: Arc<App>,
     protocol: ListenerProtocol,
-    account: Option<Arc<Account>>,
+    bound_to: Option<Arc<str>>,
     stream: TcpStream,
     peer: std::net::SocketAddr,
     admission: Admission,
 ) {
+    let account = match bound_to {
+        None => None,
+        Some(id) => match app.runtime.load().accounts.get(&id) {
+            Some(account) => Some(account),
+            None => {
+                tracing::warn!(account = %id, "bound account no longer configured; connection closed");
+                return;
+            }
+        },
+    };
     let kind = match protocol {
         ListenerProtocol::Http => ListenerKind::Http,
         ListenerProtocol::Socks5 => ListenerKind::Socks5,

@@ -19,8 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Admission;
+use crate::accounts::Account;
 use crate::app::App;
-use crate::auth::Account;
 use crate::context::{ListenerKind, RequestContext};
 use crate::error::ProxyError;
 use crate::pipeline;
@@ -150,7 +150,7 @@ const AUTH_FAILED: u8 = 0x01;
 async fn rfc1929(app: &App, pending: Rfc1929Pending) -> Option<(Authenticated, Arc<Account>)> {
     let mut stream = pending.0;
     let (id, secret) = read_credentials(&mut stream).await?;
-    let account = match app.accounts.authenticate(&id, &secret) {
+    let account = match app.runtime.load().accounts.authenticate(&id, &secret) {
         Ok(account) => account,
         Err(_) => {
             let _ = stream.write_all(&[RFC1929_VERSION, AUTH_FAILED]).await;

@@ -1,0 +1,207 @@
+//! The accounts as the request path and the admin API see them: identity
+//! (id, secret), limiter state, and settings that the admin API can swap
+//! at runtime (policy, overrides, type, plan, route). A request reads the
+//! settings once, lock-free; a change applies to the account's next
+//! request and to no other account.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::classify::Classifier;
+use crate::config::{AccountConfig, AccountRoute, Limit, LimitNumber, Plan, Policy, Secret};
+use crate::limit::policy::PolicyLimits;
+use crate::limit::AccountLimiter;
+
+/// What the admin API changed for an account; it outranks the config file
+/// until changed again, and is kept in the store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccountChanges {
+    /// `PATCH /v2/session/rate-limit`.
+    pub policy: Option<String>,
+    /// `POST /v1/accounts` `type`.
+    pub account_type: Option<String>,
+    /// `POST /v1/accounts` `params`, as posted (limit key to number).
+    pub params: BTreeMap<String, serde_json::Number>,
+}
+
+/// An account's settings in force.
+#[derive(Debug)]
+pub struct AccountSettings {
+    /// The policy's slug.
+    pub policy_slug: String,
+    /// The policy with the account's overrides, compiled.
+    pub policy: Arc<PolicyLimits>,
+    /// The account type, if any.
+    pub account_type: Option<String>,
+    /// Free or paid.
+    pub plan: Plan,
+    /// Per-account overrides, validated.
+    pub overrides: Vec<Limit>,
+    /// Custom upstream, country pool, or direct.
+    pub route: AccountRoute,
+}
+
+/// One account.
+#[derive(Debug)]
+pub struct Account {
+    /// The account id (the proxy user name).
+    pub id: Arc<str>,
+    pub(crate) secret: Secret,
+    /// The settings in force.
+    pub settings: ArcSwap<AccountSettings>,
+    /// The account's limiter state.
+    pub limiter: Arc<AccountLimiter>,
+}
+
+/// Every account, by id.
+#[derive(Debug)]
+pub struct Accounts {
+    pub(crate) by_id: HashMap<Arc<str>, Arc<Account>>,
+    /// Compared against when the id is unknown, so that a wrong id and a
+    /// wrong secret take the same time.
+    pub(crate) decoy: Secret,
+}
+
+/// Compiles `policy` with `overrides` replacing (or adding to) its limits.
+pub fn effective_policy(
+    policy: &Policy,
+    overrides: &[Limit],
+    classifier: &Classifier,
+) -> PolicyLimits {
+    if overrides.is_empty() {
+        return PolicyLimits::new(policy, classifier);
+    }
+    let mut merged = policy.clone();
+    for limit in overrides {
+        merged.limits.retain(|l| l.key != limit.key);
+        merged.limits.push(limit.clone());
+    }
+    PolicyLimits::new(&merged, classifier)
+}
+
+/// Validates posted params: each key in the limit-key grammar (a bare
+/// action name is its daily cap), each value a positive number.
+pub fn parse_params(
+    params: &BTreeMap<String, serde_json::Number>,
+    classifier: &Classifier,
+) -> Result<Vec<Limit>, String> {
+    let actions = classifier.names();
+    params
+        .iter()
+        .map(|(key, number)| {
+            let number = match number.as_i64() {
+                Some(n) => LimitNumber::Int(n),
+                None => LimitNumber::Float(number.as_f64().unwrap_or(f64::NAN)),
+            };
+            Limit::parse(key, number, actions).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+impl Accounts {
+    /// Every account.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Account>> {
+        self.by_id.values()
+    }
+
+    /// The account with this id.
+    pub fn get(&self, id: &str) -> Option<Arc<Account>> {
+        self.by_id.get(id).cloned()
+    }
+
+    /// The number of accounts.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether there is no account.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+/// What building the accounts needs besides the config.
+pub struct AccountSources<'a> {
+    /// The policies as configured, by slug.
+    pub policies: &'a BTreeMap<String, Policy>,
+    /// Their compiled forms, shared by accounts without overrides.
+    pub compiled: &'a HashMap<String, Arc<PolicyLimits>>,
+    /// The compiled actions.
+    pub classifier: &'a Classifier,
+    /// Runtime changes from the store.
+    pub changes: &'a HashMap<String, AccountChanges>,
+    /// The accounts of the previous runtime, whose limiters carry over.
+    pub previous: Option<&'a Accounts>,
+    /// With `Some`, usage is persisted and the flusher woken through it.
+    pub journal: Option<Arc<Notify>>,
+}
+
+impl Accounts {
+    /// Builds every configured account, applying its runtime changes.
+    pub fn build(configs: &[AccountConfig], sources: &AccountSources<'_>) -> Result<Self, String> {
+        let mut by_id = HashMap::with_capacity(configs.len());
+        for config in configs {
+            let changes = sources.changes.get(&config.id).cloned().unwrap_or_default();
+            let settings = settings(config, &changes, sources)?;
+            let limiter = match sources
+                .previous
+                .and_then(|p| p.by_id.get(config.id.as_str()))
+            {
+                Some(old) => old.limiter.clone(),
+                None => Arc::new(match &sources.journal {
+                    Some(flush) => AccountLimiter::journaled(flush.clone()),
+                    None => AccountLimiter::default(),
+                }),
+            };
+            let id: Arc<str> = Arc::from(config.id.as_str());
+            let account = Account {
+                id: id.clone(),
+                secret: config.secret.clone(),
+                settings: ArcSwap::from_pointee(settings),
+                limiter,
+            };
+            by_id.insert(id, Arc::new(account));
+        }
+        Ok(Accounts {
+            by_id,
+            decoy: Secret::new("pacer-decoy-secret-for-unknown-ids"),
+        })
+    }
+}
+
+/// An account's settings: the config, then its runtime changes on top.
+pub fn settings(
+    config: &AccountConfig,
+    changes: &AccountChanges,
+    sources: &AccountSources<'_>,
+) -> Result<AccountSettings, String> {
+    let slug = changes
+        .policy
+        .clone()
+        .unwrap_or_else(|| config.policy.clone());
+    let policy = sources
+        .policies
+        .get(&slug)
+        .ok_or_else(|| format!("account {} names unknown policy {slug}", config.id))?;
+    let overrides = parse_params(&changes.params, sources.classifier)
+        .map_err(|e| format!("account {}: stored override: {e}", config.id))?;
+    let compiled = match (overrides.is_empty(), sources.compiled.get(&slug)) {
+        (true, Some(shared)) => shared.clone(),
+        _ => Arc::new(effective_policy(policy, &overrides, sources.classifier)),
+    };
+    Ok(AccountSettings {
+        policy_slug: slug,
+        policy: compiled,
+        account_type: changes
+            .account_type
+            .clone()
+            .or_else(|| config.account_type.clone()),
+        plan: config.plan,
+        overrides,
+        route: config.route.clone(),
+    })
+}

@@ -1,0 +1,77 @@
+//! Everything compiled from the config file that a reload replaces as one
+//! snapshot: actions, policies, account types and accounts. Requests load
+//! the snapshot once; a reload swaps it whole, carrying each account's
+//! limiter state (windows of unchanged limits, usage, batch) over.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::accounts::{AccountChanges, AccountSources, Accounts};
+use crate::classify::Classifier;
+use crate::config::{AccountType, Config, Policy};
+use crate::limit::policy::PolicyLimits;
+
+/// The reloadable part of the running proxy.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The compiled `[[actions]]`.
+    pub classifier: Classifier,
+    /// The policies as configured, by slug.
+    pub policies: BTreeMap<String, Policy>,
+    /// The policies compiled, by slug.
+    pub compiled: HashMap<String, Arc<PolicyLimits>>,
+    /// The account types, by name.
+    pub account_types: BTreeMap<String, AccountType>,
+    /// The accounts.
+    pub accounts: Accounts,
+}
+
+impl Runtime {
+    /// Compiles `config` with the stored runtime `changes`; with `previous`,
+    /// its accounts' limiters carry over.
+    pub fn build(
+        config: &Config,
+        changes: &HashMap<String, AccountChanges>,
+        previous: Option<&Runtime>,
+        journal: Option<Arc<Notify>>,
+    ) -> anyhow::Result<Runtime> {
+        let classifier = Classifier::new(&config.actions)?;
+        let compiled: HashMap<String, Arc<PolicyLimits>> = config
+            .policies
+            .iter()
+            .map(|(slug, policy)| {
+                (
+                    slug.clone(),
+                    Arc::new(PolicyLimits::new(policy, &classifier)),
+                )
+            })
+            .collect();
+        let sources = AccountSources {
+            policies: &config.policies,
+            compiled: &compiled,
+            classifier: &classifier,
+            changes,
+            previous: previous.map(|p| &p.accounts),
+            journal,
+        };
+        let accounts = Accounts::build(&config.accounts, &sources).map_err(anyhow::Error::msg)?;
+        if let Some(previous) = previous {
+            if previous.classifier.names() != classifier.names() {
+                for account in accounts.iter() {
+                    account
+                        .limiter
+                        .remap_actions(&previous.classifier, &classifier);
+                }
+            }
+        }
+        Ok(Runtime {
+            classifier,
+            policies: config.policies.clone(),
+            compiled,
+            account_types: config.account_types.clone(),
+            accounts,
+        })
+    }
+}
