@@ -33,7 +33,9 @@ pub struct AccountChanges {
 pub struct AccountSettings {
     /// The policy's slug.
     pub policy_slug: String,
-    /// The policy with the account's overrides, compiled.
+    /// The policy's limits with the account's overrides, as written.
+    pub limits: Vec<Limit>,
+    /// The same, compiled.
     pub policy: Arc<PolicyLimits>,
     /// The account type, if any.
     pub account_type: Option<String>,
@@ -43,6 +45,8 @@ pub struct AccountSettings {
     pub overrides: Vec<Limit>,
     /// Custom upstream, country pool, or direct.
     pub route: AccountRoute,
+    /// The runtime changes these settings include.
+    pub changes: AccountChanges,
 }
 
 /// One account.
@@ -51,6 +55,8 @@ pub struct Account {
     /// The account id (the proxy user name).
     pub id: Arc<str>,
     pub(crate) secret: Secret,
+    /// The account as configured.
+    pub config: AccountConfig,
     /// The settings in force.
     pub settings: ArcSwap<AccountSettings>,
     /// The account's limiter state.
@@ -66,21 +72,14 @@ pub struct Accounts {
     pub(crate) decoy: Secret,
 }
 
-/// Compiles `policy` with `overrides` replacing (or adding to) its limits.
-pub fn effective_policy(
-    policy: &Policy,
-    overrides: &[Limit],
-    classifier: &Classifier,
-) -> PolicyLimits {
-    if overrides.is_empty() {
-        return PolicyLimits::new(policy, classifier);
-    }
+/// `policy` with `overrides` replacing (or adding to) its limits.
+pub fn with_overrides(policy: &Policy, overrides: &[Limit]) -> Policy {
     let mut merged = policy.clone();
     for limit in overrides {
         merged.limits.retain(|l| l.key != limit.key);
         merged.limits.push(limit.clone());
     }
-    PolicyLimits::new(&merged, classifier)
+    merged
 }
 
 /// Validates posted params: each key in the limit-key grammar (a bare
@@ -146,7 +145,7 @@ impl Accounts {
         let mut by_id = HashMap::with_capacity(configs.len());
         for config in configs {
             let changes = sources.changes.get(&config.id).cloned().unwrap_or_default();
-            let settings = settings(config, &changes, sources)?;
+            let settings = settings(config, changes, &sources.policy_set())?;
             let limiter = match sources
                 .previous
                 .and_then(|p| p.by_id.get(config.id.as_str()))
@@ -161,6 +160,7 @@ impl Accounts {
             let account = Account {
                 id: id.clone(),
                 secret: config.secret.clone(),
+                config: config.clone(),
                 settings: ArcSwap::from_pointee(settings),
                 limiter,
             };
@@ -173,28 +173,50 @@ impl Accounts {
     }
 }
 
+/// The policies an account's settings are made from.
+pub struct PolicySet<'a> {
+    /// As configured, by slug.
+    pub policies: &'a BTreeMap<String, Policy>,
+    /// Compiled, by slug (shared by accounts without overrides).
+    pub compiled: &'a HashMap<String, Arc<PolicyLimits>>,
+    /// The compiled actions.
+    pub classifier: &'a Classifier,
+}
+
+impl AccountSources<'_> {
+    fn policy_set(&self) -> PolicySet<'_> {
+        PolicySet {
+            policies: self.policies,
+            compiled: self.compiled,
+            classifier: self.classifier,
+        }
+    }
+}
+
 /// An account's settings: the config, then its runtime changes on top.
 pub fn settings(
     config: &AccountConfig,
-    changes: &AccountChanges,
-    sources: &AccountSources<'_>,
+    changes: AccountChanges,
+    set: &PolicySet<'_>,
 ) -> Result<AccountSettings, String> {
     let slug = changes
         .policy
         .clone()
         .unwrap_or_else(|| config.policy.clone());
-    let policy = sources
+    let policy = set
         .policies
         .get(&slug)
         .ok_or_else(|| format!("account {} names unknown policy {slug}", config.id))?;
-    let overrides = parse_params(&changes.params, sources.classifier)
+    let overrides = parse_params(&changes.params, set.classifier)
         .map_err(|e| format!("account {}: stored override: {e}", config.id))?;
-    let compiled = match (overrides.is_empty(), sources.compiled.get(&slug)) {
+    let merged = with_overrides(policy, &overrides);
+    let compiled = match (overrides.is_empty(), set.compiled.get(&slug)) {
         (true, Some(shared)) => shared.clone(),
-        _ => Arc::new(effective_policy(policy, &overrides, sources.classifier)),
+        _ => Arc::new(PolicyLimits::new(&merged, set.classifier)),
     };
     Ok(AccountSettings {
         policy_slug: slug,
+        limits: merged.limits,
         policy: compiled,
         account_type: changes
             .account_type
@@ -203,5 +225,6 @@ pub fn settings(
         plan: config.plan,
         overrides,
         route: config.route.clone(),
+        changes,
     })
 }

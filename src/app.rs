@@ -5,7 +5,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,8 +17,9 @@ use tokio::sync::Notify;
 use arc_swap::ArcSwap;
 
 use crate::access_log;
+use crate::admin;
 use crate::config::StateConfig;
-use crate::config::{Config, ListenerProtocol, ServerConfig};
+use crate::config::{AdminConfig, Config, ListenerProtocol, ServerConfig};
 use crate::context::RequestContext;
 use crate::dial::Dialer;
 use crate::forward::Forwarder;
@@ -54,6 +56,17 @@ pub struct App {
     pub flush: Arc<Notify>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// `[admin]` as started.
+    pub admin: AdminConfig,
+    /// Serializes admin changes (read, modify, store, swap).
+    pub admin_writes: tokio::sync::Mutex<()>,
+    /// The file a reload reads, when started from one.
+    pub config_path: OnceLock<PathBuf>,
+    /// The flusher's wake-up, when usage is persisted.
+    pub journal: Option<Arc<Notify>>,
+    /// The config pacer started with (restart-only sections are compared
+    /// against it on reload).
+    pub boot_config: Config,
 }
 
 impl App {
@@ -64,9 +77,15 @@ impl App {
         let store = Store::open(&config.state)?;
         let flush = Arc::new(Notify::new());
         let changes = store.load_changes()?;
-        let runtime = Runtime::build(config, &changes, None, journal(config, &flush))?;
+        let journal = journal(config, &flush);
+        let runtime = Runtime::build(config, &changes, None, journal.clone())?;
         Ok(App {
             metrics: Metrics::new(config.admin.account_metrics),
+            admin: config.admin.clone(),
+            admin_writes: tokio::sync::Mutex::new(()),
+            config_path: OnceLock::new(),
+            journal,
+            boot_config: config.clone(),
             runtime: ArcSwap::from_pointee(runtime),
             store,
             flush,
@@ -116,6 +135,7 @@ pub fn journal(config: &Config, flush: &Arc<Notify>) -> Option<Arc<Notify>> {
 pub struct Server {
     app: Arc<App>,
     listeners: Vec<BoundListener>,
+    admin: TcpListener,
 }
 
 impl Server {
@@ -139,7 +159,30 @@ impl Server {
                 account: l.account.as_deref().map(Arc::from),
             });
         }
-        Ok(Server { app, listeners })
+        let admin = TcpListener::bind(config.admin.addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (admin)", config.admin.addr))?;
+        Ok(Server {
+            app,
+            listeners,
+            admin,
+        })
+    }
+
+    /// Reloads (SIGHUP, `POST /v1/reload`) will read `path`.
+    pub fn reload_from(self, path: PathBuf) -> Self {
+        let _ = self.app.config_path.set(path);
+        self
+    }
+
+    /// The running proxy's handle (for signal handlers).
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    /// The admin API's bound address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr().ok()
     }
 
     /// The bound address of each listener, in config order.
@@ -157,6 +200,7 @@ impl Server {
         for bound in self.listeners {
             tokio::spawn(listener::accept_loop(self.app.clone(), bound));
         }
+        tokio::spawn(admin::serve(self.app.clone(), self.admin));
         let compactor = tokio::spawn(self.app.clone().compact_limiters());
         let flusher = tokio::spawn(persist::run(self.app.clone()));
         stop.await;

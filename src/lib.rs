@@ -25,6 +25,7 @@
 
 pub mod access_log;
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod body;
@@ -42,6 +43,7 @@ pub mod persist;
 pub mod pipeline;
 pub mod problem;
 pub mod relay;
+pub mod reload;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;

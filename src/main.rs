@@ -12,7 +12,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use pacer::app::Server;
+use std::sync::Arc;
+
+use pacer::app::{App, Server};
 use pacer::config::{self, Config};
 
 #[derive(Debug, Parser)]
@@ -117,24 +119,41 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(&config))?;
+    runtime.block_on(serve(&config, path))?;
     // Whatever is still running after the grace period is dropped here.
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(config: &Config) -> anyhow::Result<()> {
-    let server = Server::bind(config).await?;
+async fn serve(config: &Config, path: &Path) -> anyhow::Result<()> {
+    let server = Server::bind(config).await?.reload_from(path.to_path_buf());
     for (protocol, addr) in server.local_addrs() {
         tracing::info!(?protocol, %addr, "listening");
     }
-    server.run(stop_signal()).await;
+    if let Some(addr) = server.admin_addr() {
+        tracing::info!(%addr, "admin API listening");
+    }
+    let app = server.app();
+    server.run(stop_signal(app)).await;
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Reloads the config file (SIGHUP), off the async threads.
+async fn reload(app: Arc<App>) {
+    match tokio::task::spawn_blocking(move || pacer::reload::reload(&app)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(errors)) => {
+            for error in errors {
+                tracing::error!(%error, "config reload refused; the running config stays");
+            }
+        }
+        Err(err) => tracing::error!(%err, "config reload failed"),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM; reloads on SIGHUP.
 #[cfg(unix)]
-async fn stop_signal() {
+async fn stop_signal(app: Arc<App>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -148,14 +167,12 @@ async fn stop_signal() {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return,
             _ = term.recv() => return,
-            _ = hup.recv() => {
-                tracing::warn!("SIGHUP: config reload is not implemented yet; keeping the running config");
-            }
+            _ = hup.recv() => reload(app.clone()).await,
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn stop_signal() {
+async fn stop_signal(_app: Arc<App>) {
     let _ = tokio::signal::ctrl_c().await;
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::accounts::{AccountChanges, AccountSources, Accounts};
+use crate::accounts::{
+    self, Account, AccountChanges, AccountSettings, AccountSources, Accounts, PolicySet,
+};
 use crate::classify::Classifier;
 use crate::config::{AccountType, Config, Policy};
 use crate::limit::policy::PolicyLimits;
@@ -29,6 +31,20 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// `account`'s settings with `changes` instead of its current ones.
+    pub fn settings_with(
+        &self,
+        account: &Account,
+        changes: AccountChanges,
+    ) -> Result<AccountSettings, String> {
+        let set = PolicySet {
+            policies: &self.policies,
+            compiled: &self.compiled,
+            classifier: &self.classifier,
+        };
+        accounts::settings(&account.config, changes, &set)
+    }
+
     /// Compiles `config` with the stored runtime `changes`; with `previous`,
     /// its accounts' limiters carry over.
     pub fn build(

@@ -18,6 +18,10 @@ use tokio::process::{Child, Command};
 fn config(state: &Path, cap: u32) -> String {
     format!(
         r#"
+[admin]
+addr = "127.0.0.1:0"
+api_keys = ["test-admin-key"]
+
 [[listeners]]
 protocol = "http"
 addr = "127.0.0.1:0"

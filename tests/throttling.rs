@@ -20,6 +20,10 @@ fn config(tail: &str) -> String {
 [server]
 connect_timeout = "500ms"
 
+[admin]
+addr = "127.0.0.1:0"
+api_keys = ["test-admin-key"]
+
 [[listeners]]
 protocol = "http"
 addr = "127.0.0.1:0"

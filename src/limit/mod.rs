@@ -221,6 +221,17 @@ impl AccountLimiter {
         self.lock().seal();
     }
 
+    /// Today's usage and the running batch, brought up to date.
+    pub fn usage(
+        &self,
+        policy: &Arc<PolicyLimits>,
+        clock: &Clock,
+    ) -> (usage::DailyUsage, usage::BatchProgress) {
+        let mut state = self.lock();
+        state.sync(policy, clock, clock.unix_ms());
+        state.usage()
+    }
+
     /// Renumbers usage after a reload changed the actions.
     pub fn remap_actions(&self, old: &Classifier, new: &Classifier) {
         self.lock().remap_actions(old, new);

@@ -234,6 +234,11 @@ impl LimiterState {
         self.usage.remap(|id| new.id(old.name(id)));
     }
 
+    /// Today's usage and the running batch.
+    pub fn usage(&self) -> (DailyUsage, BatchProgress) {
+        (self.usage.clone(), self.batch)
+    }
+
     /// Keeps this state's usage durable from now on.
     pub fn enable_journal(&mut self) {
         self.journal.get_or_insert_with(Journal::default);

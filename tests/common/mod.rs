@@ -37,6 +37,10 @@ connect_timeout = "500ms"
 shutdown_grace = "5s"
 {server_extra}
 
+[admin]
+addr = "127.0.0.1:0"
+api_keys = ["test-admin-key"]
+
 [[listeners]]
 protocol = "http"
 addr = "127.0.0.1:0"
@@ -72,6 +76,7 @@ pub struct Proxy {
     pub http: SocketAddr,
     pub socks: SocketAddr,
     pub bound_socks: SocketAddr,
+    pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<bool>,
 }
@@ -84,6 +89,7 @@ impl Proxy {
             Err(errors) => panic!("test config invalid: {errors:?}"),
         };
         let server = Server::bind(&config).await.expect("bind proxy");
+        let admin = server.admin_addr().expect("admin addr");
         let addrs = server.local_addrs();
         let of = |protocol: ListenerProtocol, nth: usize| {
             addrs
@@ -103,6 +109,7 @@ impl Proxy {
             http,
             socks,
             bound_socks,
+            admin,
             stop: Some(stop),
             task,
         }

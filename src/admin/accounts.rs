@@ -1,0 +1,211 @@
+//! `POST /v1/accounts` (per-account overrides, checked against the account
+//! type's ceilings) and `GET /v1/accounts/{id}`; shared by every admin
+//! change: [`apply`], which stores a change before it takes effect.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::Response;
+use serde_json::{json, Map, Value};
+
+use super::error::AdminError;
+use super::rate_limit::{find, flat, number};
+use super::{json, string_field};
+use crate::accounts::{parse_params, Account, AccountChanges};
+use crate::app::App;
+use crate::body::ProxyBody;
+use crate::config::{AccountType, LimitKey, LimitValue, Plan, ALL_ACTION};
+use crate::limit::policy::Scope;
+use crate::runtime::Runtime;
+
+/// Stores `changes` for `account`, then puts them in force.
+pub async fn apply(
+    app: &Arc<App>,
+    runtime: &Runtime,
+    account: &Account,
+    changes: AccountChanges,
+) -> Result<(), AdminError> {
+    let settings = runtime
+        .settings_with(account, changes.clone())
+        .map_err(|reason| AdminError::invalid("params", reason))?;
+    let writer = app.clone();
+    let id = account.id.clone();
+    let saved = tokio::task::spawn_blocking(move || writer.store.save_changes(&id, &changes)).await;
+    match saved {
+        Ok(result) => result?,
+        Err(err) => return Err(AdminError::invalid("store", err.to_string())),
+    }
+    account.settings.store(Arc::new(settings));
+    Ok(())
+}
+
+/// `POST /v1/accounts` `{"account", "type", "params"}`.
+pub async fn post(
+    app: &Arc<App>,
+    body: Map<String, Value>,
+) -> Result<Response<ProxyBody>, AdminError> {
+    let id = string_field(&body, "account")?;
+    let posted = params(&body)?;
+    let _writing = app.admin_writes.lock().await;
+    let runtime = app.runtime.load_full();
+    let account = find(&runtime, id)?;
+    let type_name = match body.get("type") {
+        None | Some(Value::Null) => account.settings.load().account_type.clone(),
+        Some(_) => Some(string_field(&body, "type")?.to_owned()),
+    };
+    let account_type = match &type_name {
+        Some(name) => Some(
+            runtime
+                .account_types
+                .get(name)
+                .ok_or_else(|| AdminError::invalid("type", format!("no account type `{name}`")))?,
+        ),
+        None => None,
+    };
+    let limits = parse_params(&posted, &runtime.classifier)
+        .map_err(|reason| AdminError::invalid("params", reason))?;
+    if let Some(account_type) = account_type {
+        check_ceilings(&limits, account_type)?;
+    }
+    let mut changes = account.settings.load().changes.clone();
+    changes.account_type = type_name.clone();
+    for (limit, (key, value)) in limits.iter().zip(&posted) {
+        changes.params.retain(|old, _| {
+            LimitKey::parse(old, runtime.classifier.names()).map_or(true, |k| k != limit.key)
+        });
+        changes.params.insert(key.clone(), value.clone());
+    }
+    apply(app, &runtime, &account, changes).await?;
+    let default = match account_type.and_then(|t| runtime.policies.get(&t.policy)) {
+        Some(policy) => flat(&policy.limits),
+        None => Map::new(),
+    };
+    Ok(json(&json!({
+        "account": id,
+        "type": type_name,
+        "params": {"default": default, "user": limits_in_force(app, &runtime, &account)},
+    })))
+}
+
+/// `GET /v1/accounts/{id}`: policy, plan, route (password masked), limits
+/// in force with usage.
+pub fn get(app: &App, id: &str) -> Result<Response<ProxyBody>, AdminError> {
+    let runtime = app.runtime.load();
+    let account = find(&runtime, id)?;
+    let settings = account.settings.load();
+    let (usage, _) = account.limiter.usage(&settings.policy, &app.clock);
+    let actions: Map<String, Value> = runtime
+        .classifier
+        .names()
+        .iter()
+        .filter_map(|name| {
+            let id = runtime.classifier.id(name)?;
+            Some((name.clone(), json!(usage.count(Scope::Action(id)))))
+        })
+        .collect();
+    Ok(json(&json!({
+        "account_id": id,
+        "policy": settings.policy_slug,
+        "plan": if settings.plan == Plan::Paid { "paid" } else { "free" },
+        "type": settings.account_type,
+        "route": crate::admin::ops::route_view(&settings.route),
+        "limits": limits_in_force(app, &runtime, &account),
+        "usage": {"day_start": usage.day_start(), "all": usage.count(Scope::All), "actions": actions},
+    })))
+}
+
+/// The posted `params` object: limit key to number.
+fn params(body: &Map<String, Value>) -> Result<BTreeMap<String, serde_json::Number>, AdminError> {
+    let object = match body.get("params") {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(object)) => object,
+        Some(_) => return Err(AdminError::invalid("params", "expected an object")),
+    };
+    object
+        .iter()
+        .map(|(key, value)| match value {
+            Value::Number(n) => Ok((key.clone(), n.clone())),
+            _ => Err(AdminError::invalid(
+                format!("params.{key}"),
+                "expected a number",
+            )),
+        })
+        .collect()
+}
+
+/// Refuses a value above the account type's ceiling for that key.
+fn check_ceilings(
+    limits: &[crate::config::Limit],
+    account_type: &AccountType,
+) -> Result<(), AdminError> {
+    for limit in limits {
+        let Some(max) = account_type.max.iter().find(|m| m.key == limit.key) else {
+            continue;
+        };
+        let above = match (limit.value, max.value) {
+            (LimitValue::Count(v), LimitValue::Count(m)) => v > m,
+            (LimitValue::Hours(v), LimitValue::Hours(m)) => v > m,
+            (LimitValue::Count(v), LimitValue::Hours(m)) => v as f64 > m,
+            (LimitValue::Hours(v), LimitValue::Count(m)) => v > m as f64,
+        };
+        if above {
+            return Err(AdminError::invalid(
+                format!("params.{}", limit.raw_key),
+                format!(
+                    "{} is above the maximum {} of account type `{}`",
+                    number(limit.value),
+                    number(max.value),
+                    account_type.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every limit in force: `{"limit": N}`, with today's `value` and the next
+/// reset `timestamp` for a daily cap, and `current` / `last_batch_at` for
+/// `batch`.
+fn limits_in_force(app: &App, runtime: &Runtime, account: &Account) -> Map<String, Value> {
+    let settings = account.settings.load();
+    let (usage, batch) = account.limiter.usage(&settings.policy, &app.clock);
+    let now_secs = app.clock.unix_ms().div_euclid(1000);
+    let next_reset = settings.policy.day_reset.next_reset_after(now_secs);
+    settings
+        .limits
+        .iter()
+        .map(|limit| {
+            let mut entry = Map::new();
+            entry.insert("limit".into(), number(limit.value));
+            match &limit.key {
+                LimitKey::DailyCap { action } => {
+                    let scope = if action == ALL_ACTION {
+                        Some(Scope::All)
+                    } else {
+                        runtime.classifier.id(action).map(Scope::Action)
+                    };
+                    let used = scope.map_or(0, |s| usage.count(s));
+                    entry.insert("value".into(), json!(used));
+                    entry.insert("timestamp".into(), json!(next_reset));
+                }
+                LimitKey::Batch => {
+                    entry.insert("current".into(), json!(batch.current));
+                    let last = batch.last_batch_at_ms.map(rfc3339);
+                    entry.insert("last_batch_at".into(), json!(last));
+                }
+                LimitKey::Rolling { .. }
+                | LimitKey::ProtectionGap
+                | LimitKey::ConcurrentLimit
+                | LimitKey::BatchHours => {}
+            }
+            (limit.raw_key.clone(), Value::Object(entry))
+        })
+        .collect()
+}
+
+/// Unix milliseconds as `2026-11-22T21:47:09Z`.
+fn rfc3339(unix_ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(unix_ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
