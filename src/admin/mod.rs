@@ -17,7 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
@@ -40,17 +40,28 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
         let Ok((stream, _)) = accepted else {
             continue;
         };
-        let app = app.clone();
-        app.shutdown.clone().spawn(async move {
-            let service = service_fn(move |request| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(&app, request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = connection.await;
-        });
+        app.shutdown.spawn(serve_connection(app.clone(), stream));
     }
+}
+
+/// One admin connection: keep-alive until idle for `header_read_timeout`,
+/// closed after its current request once shutdown begins.
+async fn serve_connection(app: Arc<App>, stream: tokio::net::TcpStream) {
+    let service_app = app.clone();
+    let service = service_fn(move |request| {
+        let app = service_app.clone();
+        async move { Ok::<_, Infallible>(handle(&app, request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.settings.header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = app.shutdown.begun() => connection.as_mut().graceful_shutdown(),
+    }
+    let _ = connection.await;
 }
 
 async fn handle(app: &Arc<App>, request: Request<Incoming>) -> Response<ProxyBody> {

@@ -95,10 +95,11 @@ pub fn flat(limits: &[Limit]) -> Map<String, Value> {
         .collect()
 }
 
-/// A limit value as JSON.
+/// A limit value as JSON (whole hours as integers: `"batch_hours": 2`).
 pub fn number(value: LimitValue) -> Value {
     match value {
         LimitValue::Count(n) => json!(n),
+        LimitValue::Hours(h) if h.fract() == 0.0 && h <= 8760.0 => json!(h as u64),
         LimitValue::Hours(h) => json!(h),
     }
 }

@@ -88,7 +88,17 @@ impl Proxy {
             Ok(config) => config,
             Err(errors) => panic!("test config invalid: {errors:?}"),
         };
+        Self::run(Server::bind(&config).await.expect("bind proxy")).await
+    }
+
+    /// Starts the proxy from a config file it can reload.
+    pub async fn start_file(path: &std::path::Path) -> Proxy {
+        let config = config::load(path).unwrap_or_else(|errors| panic!("{errors}"));
         let server = Server::bind(&config).await.expect("bind proxy");
+        Self::run(server.reload_from(path.to_path_buf())).await
+    }
+
+    async fn run(server: Server) -> Proxy {
         let admin = server.admin_addr().expect("admin addr");
         let addrs = server.local_addrs();
         let of = |protocol: ListenerProtocol, nth: usize| {
