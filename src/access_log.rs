@@ -4,6 +4,11 @@
 
 use crate::context::RequestContext;
 
+/// The upstream as the access line shows it: `host:port`, or `direct`.
+pub fn upstream_label(ctx: &RequestContext) -> &str {
+    ctx.upstream.as_deref().unwrap_or("direct")
+}
+
 /// Writes the access line for a finished request or tunnel.
 pub fn record(ctx: &RequestContext) {
     if !tracing::enabled!(target: "pacer::access", tracing::Level::INFO) {
@@ -25,9 +30,25 @@ pub fn record(ctx: &RequestContext) {
         host,
         status = ctx.status,
         waited_ms = ctx.waited.as_millis() as u64,
-        upstream = "direct",
+        upstream = upstream_label(ctx),
+        attempts = ctx.attempts,
         bytes_up = ctx.bytes_up,
         bytes_down = ctx.bytes_down,
         duration_ms = ctx.started.elapsed().as_millis() as u64,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::ListenerKind;
+
+    #[test]
+    fn the_upstream_is_its_address_or_direct() {
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let mut ctx = RequestContext::new(ListenerKind::Http, peer, http::Method::GET);
+        assert_eq!(upstream_label(&ctx), "direct");
+        ctx.upstream = Some("127.0.0.1:3128".into());
+        assert_eq!(upstream_label(&ctx), "127.0.0.1:3128");
+    }
 }

@@ -1,5 +1,5 @@
 //! The running proxy: [`App`] is the one handle every stage reads (settings,
-//! accounts, egress, shutdown); [`Server`] binds the configured listeners
+//! accounts, routes and egress, shutdown); [`Server`] binds the configured listeners
 //! and runs them until a stop signal, then drains within the grace period.
 
 use std::future::Future;
@@ -14,7 +14,9 @@ use crate::config::{Config, ListenerProtocol, ServerConfig};
 use crate::dial::Dialer;
 use crate::forward::Forwarder;
 use crate::listener::{self, BoundListener, ConnectionLimit};
+use crate::route::Router;
 use crate::shutdown::Shutdown;
+use crate::upstream::{EgressSettings, TlsClient};
 
 /// Shared state of the running proxy, built once from a validated config.
 pub struct App {
@@ -22,9 +24,11 @@ pub struct App {
     pub settings: ServerConfig,
     /// The configured accounts.
     pub accounts: Accounts,
+    /// Which way each account's requests leave, and the upstream pools.
+    pub router: Router,
     /// Direct egress.
     pub dialer: Dialer,
-    /// Pooled plain-HTTP forwarding.
+    /// Pooled plain-HTTP forwarding, direct.
     pub forwarder: Forwarder,
     /// Admission of client connections (`max_connections`).
     pub connections: ConnectionLimit,
@@ -33,18 +37,25 @@ pub struct App {
 }
 
 impl App {
-    /// Compiles `config` into runtime objects.
-    pub fn new(config: &Config) -> Self {
+    /// Compiles `config` into runtime objects; fails when a `[tls]
+    /// extra_roots` file cannot be read.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
         let settings = config.server.clone();
         let dialer = Dialer::new(settings.connect_timeout);
-        App {
+        let egress = Arc::new(EgressSettings {
+            connect_timeout: settings.connect_timeout,
+            idle_timeout: settings.idle_timeout,
+            tls: TlsClient::new(&config.tls)?,
+        });
+        Ok(App {
             accounts: Accounts::new(&config.accounts),
-            forwarder: Forwarder::new(dialer.clone(), settings.idle_timeout),
+            router: Router::new(config, egress),
+            forwarder: Forwarder::direct(dialer.clone(), settings.idle_timeout),
             dialer,
             connections: ConnectionLimit::new(settings.max_connections),
             shutdown: Shutdown::new(),
             settings,
-        }
+        })
     }
 }
 
@@ -57,7 +68,7 @@ pub struct Server {
 impl Server {
     /// Binds every configured listener (port 0 picks a free port).
     pub async fn bind(config: &Config) -> anyhow::Result<Server> {
-        let app = Arc::new(App::new(config));
+        let app = Arc::new(App::new(config)?);
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let tcp = TcpListener::bind(l.addr)

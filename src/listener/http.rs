@@ -26,6 +26,7 @@ use crate::app::App;
 use crate::auth::Account;
 use crate::body::{Finish, ProxyBody};
 use crate::context::{ListenerKind, RequestContext, RequestId};
+use crate::egress::EgressStream;
 use crate::error::ProxyError;
 use crate::pipeline;
 use crate::problem;
@@ -143,7 +144,7 @@ enum Outcome {
     Forwarded(Response<Incoming>),
     /// A CONNECT whose destination is open; relay once the client upgrades.
     Tunnel {
-        destination: TcpStream,
+        destination: EgressStream,
         upgrade: OnUpgrade,
     },
 }
@@ -237,7 +238,7 @@ fn spawn_tunnel(
     app: Arc<App>,
     conn: Arc<HttpConn>,
     ctx: RequestContext,
-    destination: TcpStream,
+    destination: EgressStream,
     upgrade: OnUpgrade,
 ) {
     let tracker = app.shutdown.clone();
