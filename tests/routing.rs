@@ -6,41 +6,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::clients::*;
+use common::routes::*;
 use common::upstream::{FakeUpstream, TestCa};
 use common::*;
-
-const CREDS: Option<(&str, &str)> = Some(("up-user", "up-pass"));
-
-/// The base config plus account `routed` with the custom `upstream`.
-fn custom_config(upstream: &str, extra: &str) -> String {
-    format!(
-        "{}\n{extra}\n[[accounts]]\nid = \"routed\"\nsecret = \"{SECRET}\"\nupstream = \"{upstream}\"\n",
-        base_config("")
-    )
-}
-
-/// The base config plus account `routed` on country `US`, served by
-/// `upstreams`, with `[routing]` settings.
-fn pool_config(upstreams: &[String], routing: &str) -> String {
-    let mut toml = format!(
-        "{}\n[routing]\n{routing}\n\n[[accounts]]\nid = \"routed\"\nsecret = \"{SECRET}\"\ncountry = \"US\"\n",
-        base_config("")
-    );
-    for url in upstreams {
-        toml.push_str(&format!(
-            "\n[[upstreams]]\nurl = \"{url}\"\ncountry = \"US\"\n"
-        ));
-    }
-    toml
-}
-
-fn detail(raw: &[u8]) -> String {
-    let (_, json, _) = parse_envelope(raw);
-    json["detail"].as_str().unwrap_or_default().to_owned()
-}
 
 /// Plain HTTP, CONNECT and SOCKS5 through `upstream` as account `routed`.
 async fn assert_every_path_works(proxy: &Proxy, upstream: &FakeUpstream) {
@@ -136,22 +105,6 @@ async fn upstreams_without_credentials_work_too() {
         let proxy = Proxy::start(&custom_config(&upstream.url(), "")).await;
         assert_every_path_works(&proxy, &upstream).await;
     }
-}
-
-/// Every path as `routed` must fail with `status`/`kind`, SOCKS5 `reply`.
-async fn assert_every_path_fails(proxy: &Proxy, status: u16, kind: &str, reply: u8) -> String {
-    let origin = Origin::start().await;
-    let echo = echo_server().await;
-    let plain = raw_get(proxy, "routed", &origin.url("/")).await;
-    assert_envelope(&plain, status, kind);
-    let refused = http_connect(proxy, "routed", &authority(echo))
-        .await
-        .expect_err("refused");
-    assert_envelope(&refused, status, kind);
-    let (code, _) = socks_connect(proxy, "routed", "127.0.0.1", echo.port()).await;
-    assert_eq!(code, reply, "SOCKS5 reply for {kind}");
-    assert_still_serving(proxy, &origin).await;
-    detail(&refused)
 }
 
 #[tokio::test]
