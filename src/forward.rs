@@ -112,15 +112,20 @@ impl Forwarder {
     /// What went wrong, from hyper's error chain: the connector's own error,
     /// else a broken HTTP proxy, else the origin (directly or behind SOCKS5).
     fn failure(&self, err: hyper_util::client::legacy::Error, target: &Target) -> ForwardError {
+        let mut client_side = false;
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
         while let Some(current) = source {
             if let Some(egress) = current.downcast_ref::<EgressError>() {
                 return ForwardError::Egress(egress.clone_for_wire());
             }
+            // hyper's "user" errors: the client's upload failed, not the peer.
+            client_side |= current
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_user);
             source = current.source();
         }
         match &self.via {
-            Some(via) if via.speaks_http() => {
+            Some(via) if via.speaks_http() && !client_side => {
                 let reason = format!("no response to a forwarded request: {err}");
                 ForwardError::Egress(EgressError::Upstream(UpstreamError::broken(
                     via.label(),

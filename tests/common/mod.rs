@@ -5,6 +5,7 @@
 
 pub mod clients;
 pub mod routes;
+pub mod test_ca;
 pub mod upstream;
 
 use std::convert::Infallible;
