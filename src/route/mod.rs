@@ -15,6 +15,8 @@
 
 mod pick;
 mod plan;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
