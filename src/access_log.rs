@@ -9,6 +9,11 @@ fn enabled() -> bool {
     tracing::enabled!(target: "pacer::access", tracing::Level::INFO)
 }
 
+/// The upstream as the access line shows it: `host:port`, or `direct`.
+pub fn upstream_label(ctx: &RequestContext) -> &str {
+    ctx.upstream.as_deref().unwrap_or("direct")
+}
+
 /// Writes the access line for a finished request or tunnel that matched
 /// the actions named `actions`.
 pub fn record(ctx: &RequestContext, actions: &[&str]) {
@@ -32,7 +37,8 @@ pub fn record(ctx: &RequestContext, actions: &[&str]) {
         host,
         status = ctx.status,
         waited_ms = ctx.waited.as_millis() as u64,
-        upstream = "direct",
+        upstream = upstream_label(ctx),
+        attempts = ctx.attempts,
         bytes_up = ctx.bytes_up,
         bytes_down = ctx.bytes_down,
         duration_ms = ctx.started.elapsed().as_millis() as u64,
@@ -54,5 +60,26 @@ impl std::fmt::Display for ActionList<'_> {
             f.write_str(name)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::ListenerKind;
+
+    #[test]
+    fn the_upstream_is_its_address_or_direct() {
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let mut ctx = RequestContext::new(ListenerKind::Http, peer, http::Method::GET);
+        assert_eq!(upstream_label(&ctx), "direct");
+        ctx.upstream = Some("127.0.0.1:3128".into());
+        assert_eq!(upstream_label(&ctx), "127.0.0.1:3128");
+    }
+
+    #[test]
+    fn actions_are_listed_or_a_dash() {
+        assert_eq!(ActionList(&[]).to_string(), "-");
+        assert_eq!(ActionList(&["send", "all_x"]).to_string(), "send,all_x");
     }
 }

@@ -1,5 +1,6 @@
 //! The running proxy: [`App`] is the one handle every stage reads (server
-//! settings, the reloadable [`Runtime`], egress, store, metrics, shutdown);
+//! settings, the reloadable [`Runtime`] with accounts and routes, egress,
+//! store, metrics, shutdown);
 //! [`Server`] binds the configured listeners and runs them until a stop
 //! signal, then drains within the grace period.
 
@@ -30,6 +31,7 @@ use crate::persist;
 use crate::runtime::Runtime;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
+use crate::upstream::{EgressSettings, TlsClient};
 
 /// How often idle accounts' rolling windows are freed.
 const COMPACT_EVERY: Duration = Duration::from_secs(60);
@@ -44,8 +46,10 @@ pub struct App {
     pub clock: Clock,
     /// Direct egress.
     pub dialer: Dialer,
-    /// Pooled plain-HTTP forwarding.
+    /// Pooled plain-HTTP forwarding, direct.
     pub forwarder: Forwarder,
+    /// Timeouts and TLS for dialing through upstream proxies.
+    pub egress: Arc<EgressSettings>,
     /// Admission of client connections (`max_connections`).
     pub connections: ConnectionLimit,
     /// The stop signal and task tracker.
@@ -70,15 +74,21 @@ pub struct App {
 }
 
 impl App {
-    /// Compiles `config` into runtime objects.
+    /// Compiles `config` into runtime objects; fails when the store or a
+    /// `[tls] extra_roots` file cannot be read.
     pub fn new(config: &Config, clock: Clock) -> anyhow::Result<Self> {
         let settings = config.server.clone();
         let dialer = Dialer::new(settings.connect_timeout);
+        let egress = Arc::new(EgressSettings {
+            connect_timeout: settings.connect_timeout,
+            idle_timeout: settings.idle_timeout,
+            tls: TlsClient::new(&config.tls)?,
+        });
         let store = Store::open(&config.state)?;
         let flush = Arc::new(Notify::new());
         let changes = store.load_changes()?;
         let journal = journal(config, &flush);
-        let runtime = Runtime::build(config, &changes, None, journal.clone())?;
+        let runtime = Runtime::build(config, &changes, None, journal.clone(), &egress)?;
         Ok(App {
             metrics: Metrics::new(config.admin.account_metrics),
             admin: config.admin.clone(),
@@ -90,7 +100,8 @@ impl App {
             store,
             flush,
             clock,
-            forwarder: Forwarder::new(dialer.clone(), settings.idle_timeout),
+            forwarder: Forwarder::direct(dialer.clone(), settings.idle_timeout),
+            egress,
             dialer,
             connections: ConnectionLimit::new(settings.max_connections),
             shutdown: Shutdown::new(),

@@ -63,7 +63,13 @@ mod tests {
             &|_| None,
         )
         .expect("config");
-        let runtime = crate::runtime::Runtime::build(&config, &Default::default(), None, None);
+        let egress = Arc::new(crate::upstream::EgressSettings {
+            connect_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
+            tls: crate::upstream::TlsClient::new(&config.tls).expect("tls"),
+        });
+        let runtime =
+            crate::runtime::Runtime::build(&config, &Default::default(), None, None, &egress);
         runtime.expect("runtime").accounts
     }
 

@@ -103,6 +103,11 @@ pub struct RequestContext {
     pub bytes_down: u64,
     /// Time spent waiting for admission.
     pub waited: Duration,
+    /// The upstream of the last attempt (`host:port`, never credentials);
+    /// `None` when the request went direct or was never dialed.
+    pub upstream: Option<Arc<str>>,
+    /// Attempts to reach the destination (direct or through upstreams).
+    pub attempts: u32,
     /// When the request head (or SOCKS5 command) was complete.
     pub started: Instant,
 }
@@ -125,6 +130,8 @@ impl RequestContext {
             bytes_up: 0,
             bytes_down: 0,
             waited: Duration::ZERO,
+            upstream: None,
+            attempts: 0,
             started: Instant::now(),
         }
     }

@@ -1,6 +1,7 @@
-//! Egress to a destination: name resolution and TCP connect under
+//! Direct egress: name resolution and TCP connect under
 //! `server.connect_timeout`, with failures classified so that the wire
-//! mapping (and, later, upstream failover) can decide from data.
+//! mapping can decide from data. [`connect_tcp`] (no deadline of its own)
+//! is also how [`crate::upstream`] reaches an upstream proxy.
 
 use std::fmt;
 use std::io;
@@ -26,7 +27,7 @@ impl Dialer {
     /// Resolves `target` (names through the system resolver) and connects to
     /// the first address that answers, all within the connect timeout.
     pub async fn connect(&self, target: &Target) -> Result<TcpStream, DialError> {
-        let attempt = connect_any(target);
+        let attempt = connect_tcp(target);
         match tokio::time::timeout(self.connect_timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(DialError::new(target, DialErrorKind::TimedOut, None)),
@@ -34,7 +35,9 @@ impl Dialer {
     }
 }
 
-async fn connect_any(target: &Target) -> Result<TcpStream, DialError> {
+/// Resolves `target` and connects to the first address that answers, with
+/// `TCP_NODELAY` set; the caller bounds it in time.
+pub async fn connect_tcp(target: &Target) -> Result<TcpStream, DialError> {
     let addrs = resolve(target).await?;
     let mut last = None;
     for addr in addrs {

@@ -9,8 +9,10 @@ use std::time::Duration;
 use fast_socks5::ReplyError;
 use http::StatusCode;
 
+use crate::config::CountryCode;
 use crate::dial::{DialError, DialErrorKind};
 use crate::limit::Refusal;
+use crate::upstream::{DestinationAnswer, UpstreamError, UpstreamErrorKind};
 
 /// Why pacer refused or failed a request or tunnel.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,32 @@ pub enum ProxyError {
         /// What hyper reported.
         reason: String,
     },
+    /// No attempt through the account's upstreams succeeded; the answer
+    /// follows from the last attempt's failure.
+    #[error("{last} ({})", upstreams_tried(*.tried))]
+    Upstream {
+        /// The last attempt's failure.
+        last: UpstreamError,
+        /// How many upstreams were tried.
+        tried: u32,
+    },
+    /// Every upstream of the account's country is sitting out its cooldown,
+    /// so none was tried.
+    #[error(
+        "no upstream{} can be tried: each is sitting out its failure cooldown (0 upstreams tried)",
+        .country.map(|c| format!(" for country {c}")).unwrap_or_default()
+    )]
+    NoUpstream {
+        /// The account's country.
+        country: Option<CountryCode>,
+    },
+}
+
+fn upstreams_tried(tried: u32) -> String {
+    match tried {
+        1 => "1 upstream tried".to_owned(),
+        n => format!("{n} upstreams tried"),
+    }
 }
 
 /// The wire identity of an error: status, envelope `type` and title.
@@ -114,6 +142,8 @@ const RATE_LIMITED: WireCode = code(429, "errors/rate_limited", "Too Many Reques
 const UNAVAILABLE: WireCode = code(503, "errors/service_unavailable", "Service Unavailable");
 const PROVIDER: WireCode = code(502, "errors/provider_error", "Bad Gateway");
 const GATEWAY_TIMEOUT: WireCode = code(504, "errors/request_timeout", "Gateway Timeout");
+const PROXY: WireCode = code(502, "errors/proxy_error", "Bad Gateway");
+const PROXY_CREDENTIALS: WireCode = code(502, "errors/invalid_proxy_credentials", "Bad Gateway");
 
 impl ProxyError {
     /// The status, type and title this error has on the wire.
@@ -135,6 +165,8 @@ impl ProxyError {
             },
             ProxyError::OriginTimeout { .. } => GATEWAY_TIMEOUT,
             ProxyError::OriginFailed { .. } => PROVIDER,
+            ProxyError::Upstream { last, .. } => upstream_wire_code(&last.kind),
+            ProxyError::NoUpstream { .. } => PROXY,
         }
     }
 
@@ -152,12 +184,14 @@ impl ProxyError {
                 ReplyError::HostUnreachable
             }
             ProxyError::RateLimited { .. } => ReplyError::ConnectionNotAllowed,
+            ProxyError::Upstream { last, .. } => upstream_socks_reply(&last.kind),
             ProxyError::MalformedRequest(_)
             | ProxyError::HeadersTooLarge { .. }
             | ProxyError::MissingCredentials
             | ProxyError::InvalidCredentials
             | ProxyError::Unavailable(_)
-            | ProxyError::OriginFailed { .. } => ReplyError::GeneralFailure,
+            | ProxyError::OriginFailed { .. }
+            | ProxyError::NoUpstream { .. } => ReplyError::GeneralFailure,
         }
     }
 
@@ -174,7 +208,9 @@ impl ProxyError {
             | ProxyError::RateLimited { .. }
             | ProxyError::Destination(_)
             | ProxyError::OriginTimeout { .. }
-            | ProxyError::OriginFailed { .. } => false,
+            | ProxyError::OriginFailed { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::NoUpstream { .. } => false,
         }
     }
 }
@@ -184,7 +220,16 @@ impl ProxyError {
     /// so that its daily-cap and batch consumption is given back.
     pub fn never_reached_origin(&self) -> bool {
         match self {
-            ProxyError::Destination(_) => true,
+            ProxyError::Destination(_) | ProxyError::NoUpstream { .. } => true,
+            ProxyError::Upstream { last, .. } => match &last.kind {
+                UpstreamErrorKind::Connect(_)
+                | UpstreamErrorKind::TimedOut(_)
+                | UpstreamErrorKind::CredentialsRejected(_)
+                | UpstreamErrorKind::Destination { .. } => true,
+                // The proxy may have passed a plain request on before it
+                // broke: counted, conservatively.
+                UpstreamErrorKind::Broken(_) => false,
+            },
             ProxyError::MalformedRequest(_)
             | ProxyError::HeadersTooLarge { .. }
             | ProxyError::ClientTimeout(_)
@@ -202,6 +247,52 @@ impl ProxyError {
 pub fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     secs.max(1)
+}
+
+/// SPEC 5: credentials refused → `invalid_proxy_credentials`; a time-out →
+/// 504; the destination unreachable (reported by the upstream) →
+/// `provider_error`; any other upstream failure → `proxy_error`.
+fn upstream_wire_code(kind: &UpstreamErrorKind) -> WireCode {
+    match kind {
+        UpstreamErrorKind::CredentialsRejected(_) => PROXY_CREDENTIALS,
+        UpstreamErrorKind::TimedOut(_) | UpstreamErrorKind::Connect(DialErrorKind::TimedOut) => {
+            GATEWAY_TIMEOUT
+        }
+        UpstreamErrorKind::Connect(
+            DialErrorKind::Resolve
+            | DialErrorKind::Refused
+            | DialErrorKind::Unreachable
+            | DialErrorKind::Other,
+        )
+        | UpstreamErrorKind::Broken(_) => PROXY,
+        UpstreamErrorKind::Destination { .. } => PROVIDER,
+    }
+}
+
+/// SPEC 5: destination refused 0x05; destination unreachable or any
+/// time-out 0x04; an upstream proxy failure and anything else 0x01.
+fn upstream_socks_reply(kind: &UpstreamErrorKind) -> ReplyError {
+    match kind {
+        UpstreamErrorKind::Destination { answer, .. } => match answer {
+            DestinationAnswer::SocksReply(0x05) => ReplyError::ConnectionRefused,
+            DestinationAnswer::SocksReply(0x03 | 0x04 | 0x06)
+            | DestinationAnswer::HttpStatus(_) => ReplyError::HostUnreachable,
+            DestinationAnswer::SocksReply(_) | DestinationAnswer::NameTooLong => {
+                ReplyError::GeneralFailure
+            }
+        },
+        UpstreamErrorKind::TimedOut(_) | UpstreamErrorKind::Connect(DialErrorKind::TimedOut) => {
+            ReplyError::HostUnreachable
+        }
+        UpstreamErrorKind::Connect(
+            DialErrorKind::Resolve
+            | DialErrorKind::Refused
+            | DialErrorKind::Unreachable
+            | DialErrorKind::Other,
+        )
+        | UpstreamErrorKind::Broken(_)
+        | UpstreamErrorKind::CredentialsRejected(_) => ReplyError::GeneralFailure,
+    }
 }
 
 #[cfg(test)]
@@ -236,5 +327,94 @@ mod tests {
         let resolve = ProxyError::from(DialError::for_test(DialErrorKind::Resolve));
         assert_eq!(resolve.wire_code().status, 502);
         assert_eq!(resolve.wire_code().kind, "errors/provider_error");
+    }
+
+    fn through_upstream(kind: UpstreamErrorKind, tried: u32) -> ProxyError {
+        let last = UpstreamError::new(&std::sync::Arc::from("127.0.0.1:3128"), kind);
+        ProxyError::Upstream { last, tried }
+    }
+
+    fn destination(answer: DestinationAnswer) -> UpstreamErrorKind {
+        UpstreamErrorKind::Destination {
+            target: "example.com:443".into(),
+            answer,
+        }
+    }
+
+    #[test]
+    fn upstream_failures_follow_spec_section_5() {
+        let cases = [
+            (
+                UpstreamErrorKind::CredentialsRejected("HTTP 407".into()),
+                502,
+                "errors/invalid_proxy_credentials",
+                0x01,
+            ),
+            (
+                UpstreamErrorKind::TimedOut(Duration::from_secs(1)),
+                504,
+                "errors/request_timeout",
+                0x04,
+            ),
+            (
+                UpstreamErrorKind::Connect(DialErrorKind::Refused),
+                502,
+                "errors/proxy_error",
+                0x01,
+            ),
+            (
+                UpstreamErrorKind::Broken("closed".into()),
+                502,
+                "errors/proxy_error",
+                0x01,
+            ),
+            (
+                destination(DestinationAnswer::HttpStatus(502)),
+                502,
+                "errors/provider_error",
+                0x04,
+            ),
+            (
+                destination(DestinationAnswer::SocksReply(0x05)),
+                502,
+                "errors/provider_error",
+                0x05,
+            ),
+            (
+                destination(DestinationAnswer::SocksReply(0x03)),
+                502,
+                "errors/provider_error",
+                0x04,
+            ),
+            (
+                destination(DestinationAnswer::SocksReply(0x09)),
+                502,
+                "errors/provider_error",
+                0x01,
+            ),
+        ];
+        for (kind, status, envelope, socks) in cases {
+            let what = format!("{kind:?}");
+            let err = through_upstream(kind, 2);
+            assert_eq!(err.wire_code().status, status, "{what}");
+            assert_eq!(err.wire_code().kind, envelope, "{what}");
+            assert_eq!(err.socks_reply().as_u8(), socks, "{what}");
+            assert!(!err.closes_connection());
+        }
+    }
+
+    #[test]
+    fn details_count_the_upstreams_and_hide_credentials() {
+        let err = through_upstream(UpstreamErrorKind::Connect(DialErrorKind::Refused), 3);
+        assert_eq!(
+            err.to_string(),
+            "upstream 127.0.0.1:3128 refused the connection (3 upstreams tried)"
+        );
+        let none = ProxyError::NoUpstream {
+            country: "US".parse().ok(),
+        };
+        assert_eq!(none.wire_code().kind, "errors/proxy_error");
+        assert!(none.to_string().contains("country US"), "{none}");
+        assert!(none.to_string().contains("0 upstreams tried"), "{none}");
     }
 }

@@ -1,73 +1,148 @@
 //! Plain HTTP forwarding (absolute-form `http://` requests): hop-by-hop
 //! headers removed both ways, `Host` set from the request URI, the request
-//! sent over a pooled keep-alive connection to the origin, and the response
-//! streamed back.
+//! sent over a pooled keep-alive connection and the response streamed back.
+//!
+//! Each route has its own [`Forwarder`] (one for direct, one per upstream),
+//! so a pooled connection only ever carries its route's requests. Through
+//! an HTTP(S) proxy the connection goes to the proxy, requests are written
+//! in absolute-form with pacer's `Proxy-Authorization`, and the proxy's
+//! answer is passed on as it is, except a 407: that is pacer's credentials
+//! being refused, an upstream failure. Through SOCKS5 the connection is a
+//! tunnel to the origin.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Uri};
+use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::dial::{DialError, Dialer};
+use crate::dial::Dialer;
+use crate::egress::{EgressConnector, EgressError};
 use crate::error::ProxyError;
+use crate::replay::AttemptBody;
 use crate::target::Target;
+use crate::upstream::{Endpoint, UpstreamError, UpstreamErrorKind};
 
-/// Sends absolute-form requests to origins over pooled connections.
+/// Sends absolute-form requests over one route's pooled connections.
 #[derive(Clone)]
 pub struct Forwarder {
-    client: Client<DirectConnector, Incoming>,
+    client: Client<EgressConnector, AttemptBody>,
     response_timeout: Duration,
+    /// The upstream this pool goes through; `None` for direct.
+    via: Option<Arc<Endpoint>>,
+}
+
+/// Why a forwarded request got no response to pass on.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// The route failed (connect, handshake, an upstream's 407): routing
+    /// decides whether another upstream is tried.
+    Egress(EgressError),
+    /// The destination was reached and failed or timed out.
+    Final(ProxyError),
 }
 
 impl Forwarder {
-    /// A forwarder dialing with `dialer`, keeping idle origin connections
+    /// Direct to origins, dialing with `dialer`, keeping idle connections
     /// for `idle_timeout` and waiting at most that long for a response head.
-    pub fn new(dialer: Dialer, idle_timeout: Duration) -> Self {
+    pub fn direct(dialer: Dialer, idle_timeout: Duration) -> Self {
+        Self::new(EgressConnector::Direct(dialer), None, idle_timeout)
+    }
+
+    /// Through the upstream `endpoint`.
+    pub fn via(endpoint: Arc<Endpoint>, idle_timeout: Duration) -> Self {
+        let connector = EgressConnector::Upstream(endpoint.clone());
+        Self::new(connector, Some(endpoint), idle_timeout)
+    }
+
+    fn new(connector: EgressConnector, via: Option<Arc<Endpoint>>, idle: Duration) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(idle_timeout)
+            .pool_idle_timeout(idle)
             .http1_preserve_header_case(true)
-            .build(DirectConnector { dialer });
+            .build(connector);
         Forwarder {
             client,
-            response_timeout: idle_timeout,
+            response_timeout: idle,
+            via,
         }
     }
 
-    /// Forwards `request` to `target` and returns the origin's response head
-    /// with its body still streaming.
+    /// Forwards a prepared `request` (see [`prepare_request`]) to `target`
+    /// and returns the response head with its body still streaming.
     pub async fn forward(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<AttemptBody>,
         target: &Target,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        prepare_request(&mut request)?;
+    ) -> Result<Response<Incoming>, ForwardError> {
+        if let Some(value) = self.via.as_ref().and_then(|via| via.authorization()) {
+            let headers = request.headers_mut();
+            headers.insert(header::PROXY_AUTHORIZATION, value.clone());
+        }
         let sent = tokio::time::timeout(self.response_timeout, self.client.request(request));
         let mut response = match sent.await {
             Err(_) => {
-                return Err(ProxyError::OriginTimeout {
+                return Err(ForwardError::Final(ProxyError::OriginTimeout {
                     target: target.to_string(),
                     after: self.response_timeout,
-                })
+                }))
             }
-            Ok(Err(err)) => return Err(origin_error(err, target)),
+            Ok(Err(err)) => return Err(self.failure(err, target)),
             Ok(Ok(response)) => response,
         };
+        if let Some(via) = self.proxy_refusing(&response) {
+            let kind = UpstreamErrorKind::CredentialsRejected("HTTP 407".into());
+            let err = UpstreamError::new(via.label(), kind);
+            return Err(ForwardError::Egress(EgressError::Upstream(err)));
+        }
         strip_hop_by_hop(response.headers_mut());
         Ok(response)
+    }
+
+    /// The HTTP proxy that answered 407 to pacer's credentials, if so.
+    fn proxy_refusing(&self, response: &Response<Incoming>) -> Option<&Arc<Endpoint>> {
+        let via = self.via.as_ref()?;
+        let refused = response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED;
+        (refused && via.speaks_http()).then_some(via)
+    }
+
+    /// What went wrong, from hyper's error chain: the connector's own error,
+    /// else a broken HTTP proxy, else the origin (directly or behind SOCKS5).
+    fn failure(&self, err: hyper_util::client::legacy::Error, target: &Target) -> ForwardError {
+        let mut client_side = false;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        while let Some(current) = source {
+            if let Some(egress) = current.downcast_ref::<EgressError>() {
+                return ForwardError::Egress(egress.clone_for_wire());
+            }
+            // hyper's "user" errors: the client's upload failed, not the peer.
+            client_side |= current
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_user);
+            source = current.source();
+        }
+        match &self.via {
+            Some(via) if via.speaks_http() && !client_side => {
+                let reason = format!("no response to a forwarded request: {err}");
+                ForwardError::Egress(EgressError::Upstream(UpstreamError::broken(
+                    via.label(),
+                    reason,
+                )))
+            }
+            Some(_) | None => ForwardError::Final(ProxyError::OriginFailed {
+                target: target.to_string(),
+                reason: err.to_string(),
+            }),
+        }
     }
 }
 
 /// Removes what must not reach the origin and sets `Host` from the URI
 /// (RFC 9112 section 3.2.2).
-fn prepare_request(request: &mut Request<Incoming>) -> Result<(), ProxyError> {
+pub fn prepare_request(request: &mut Request<Incoming>) -> Result<(), ProxyError> {
     strip_hop_by_hop(request.headers_mut());
     let host = host_header(request.uri()).ok_or(ProxyError::MalformedRequest(
         "request URI has no usable host",
@@ -115,50 +190,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
-    }
-}
-
-/// What went wrong talking to the origin, from hyper's error chain.
-fn origin_error(err: hyper_util::client::legacy::Error, target: &Target) -> ProxyError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-    while let Some(current) = source {
-        if let Some(dial) = current.downcast_ref::<DialError>() {
-            return ProxyError::Destination(dial.clone_for_wire());
-        }
-        source = current.source();
-    }
-    ProxyError::OriginFailed {
-        target: target.to_string(),
-        reason: err.to_string(),
-    }
-}
-
-/// The pool's connector: every new origin connection goes through the
-/// shared [`Dialer`], so it obeys `connect_timeout` and reports
-/// [`DialError`]s.
-#[derive(Clone)]
-struct DirectConnector {
-    dialer: Dialer,
-}
-
-type ConnectFuture = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, DialError>> + Send>>;
-
-impl tower_service::Service<Uri> for DirectConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = DialError;
-    type Future = ConnectFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let dialer = self.dialer.clone();
-        Box::pin(async move {
-            let target =
-                Target::from_absolute_http(&uri).ok_or_else(|| DialError::bad_uri(&uri))?;
-            dialer.connect(&target).await.map(TokioIo::new)
-        })
     }
 }
 

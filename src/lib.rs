@@ -10,9 +10,14 @@
 //! - [`auth`]: credentials to an [`auth::Account`], in constant time.
 //! - [`pipeline`]: the driver every entry point calls: classify > admit >
 //!   route > dial > relay | forward.
-//! - [`target`]: where a request goes; [`dial`]: reaching it under
-//!   `connect_timeout`.
-//! - [`forward`]: plain HTTP over pooled origin connections;
+//! - [`route`]: which way an account's requests leave (its own upstream,
+//!   its country pool with strategy, cooldown and failover, or direct);
+//!   [`geo`]: an address's registered country.
+//! - [`target`]: where a request goes; [`dial`]: reaching it directly under
+//!   `connect_timeout`; [`upstream`]: reaching it through an HTTP, HTTPS or
+//!   SOCKS5 proxy; [`egress`]: the stream either way.
+//! - [`forward`]: plain HTTP over pooled connections, one pool per route;
+//!   [`replay`]: a request kept for the next upstream until its body goes;
 //!   [`relay`]: tunnels, with half-close, idle timeout and byte counts.
 //! - [`error`]: the boundary's error enum and its one wire mapping (HTTP
 //!   status and envelope type, SOCKS5 reply); [`problem`]: the envelope;
@@ -34,8 +39,10 @@ pub mod classify;
 pub mod config;
 pub mod context;
 pub mod dial;
+pub mod egress;
 pub mod error;
 pub mod forward;
+pub mod geo;
 pub mod limit;
 pub mod listener;
 pub mod metrics;
@@ -44,7 +51,10 @@ pub mod pipeline;
 pub mod problem;
 pub mod relay;
 pub mod reload;
+pub mod replay;
+pub mod route;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;
 pub mod target;
+pub mod upstream;

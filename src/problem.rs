@@ -95,7 +95,9 @@ pub fn error_response(err: &ProxyError, id: RequestId) -> Response<ProxyBody> {
         | ProxyError::Unavailable(_)
         | ProxyError::Destination(_)
         | ProxyError::OriginTimeout { .. }
-        | ProxyError::OriginFailed { .. } => {}
+        | ProxyError::OriginFailed { .. }
+        | ProxyError::Upstream { .. }
+        | ProxyError::NoUpstream { .. } => {}
     }
     response
 }

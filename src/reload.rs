@@ -32,8 +32,14 @@ pub fn reload(app: &App) -> Result<Value, Vec<String>> {
     warn_about_restart_only_changes(&app.boot_config, &config);
     let changes = app.store.load_changes().map_err(|e| vec![e.to_string()])?;
     let previous = app.runtime.load_full();
-    let runtime = Runtime::build(&config, &changes, Some(&previous), app.journal.clone())
-        .map_err(|e| vec![e.to_string()])?;
+    let runtime = Runtime::build(
+        &config,
+        &changes,
+        Some(&previous),
+        app.journal.clone(),
+        &app.egress,
+    )
+    .map_err(|e| vec![e.to_string()])?;
     persist_new_accounts(app, &previous, &runtime).map_err(|e| vec![e.to_string()])?;
     let summary = json!({
         "actions": runtime.classifier.len(),

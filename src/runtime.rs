@@ -1,7 +1,9 @@
 //! Everything compiled from the config file that a reload replaces as one
-//! snapshot: actions, policies, account types and accounts. Requests load
-//! the snapshot once; a reload swaps it whole, carrying each account's
-//! limiter state (windows of unchanged limits, usage, batch) over.
+//! snapshot: actions, policies, account types, accounts and routes.
+//! Requests load the snapshot once; a reload swaps it whole, carrying each
+//! account's limiter state (windows of unchanged limits, usage, batch)
+//! over. Upstream cooldowns and sticky choices start afresh (the sticky
+//! first choice is a stable hash, so accounts keep their upstream).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,9 +16,10 @@ use crate::accounts::{
 use crate::classify::Classifier;
 use crate::config::{AccountType, Config, Policy};
 use crate::limit::policy::PolicyLimits;
+use crate::route::Router;
+use crate::upstream::EgressSettings;
 
 /// The reloadable part of the running proxy.
-#[derive(Debug)]
 pub struct Runtime {
     /// The compiled `[[actions]]`.
     pub classifier: Classifier,
@@ -28,6 +31,8 @@ pub struct Runtime {
     pub account_types: BTreeMap<String, AccountType>,
     /// The accounts.
     pub accounts: Accounts,
+    /// Each account's route and the upstream pools.
+    pub router: Router,
 }
 
 impl Runtime {
@@ -52,6 +57,7 @@ impl Runtime {
         changes: &HashMap<String, AccountChanges>,
         previous: Option<&Runtime>,
         journal: Option<Arc<Notify>>,
+        egress: &Arc<EgressSettings>,
     ) -> anyhow::Result<Runtime> {
         let classifier = Classifier::new(&config.actions)?;
         let compiled: HashMap<String, Arc<PolicyLimits>> = config
@@ -82,7 +88,12 @@ impl Runtime {
                 }
             }
         }
+        let router = Router::new(config, egress.clone());
+        for account in accounts.iter() {
+            router.set_route(&account.id, &account.settings.load().route);
+        }
         Ok(Runtime {
+            router,
             classifier,
             policies: config.policies.clone(),
             compiled,

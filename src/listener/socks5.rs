@@ -1,7 +1,8 @@
 //! The SOCKS5 listener (RFC 1928) on fast-socks5: username/password
 //! authentication (RFC 1929) against the accounts, or no authentication on
 //! a bound listener; CONNECT to IPv4, IPv6 and domain targets (domains are
-//! resolved by pacer); every other command is answered 0x07.
+//! resolved by pacer going direct, by the upstream otherwise); every other
+//! command is answered 0x07.
 //!
 //! fast-socks5 rejects bad credentials with status 0xFF, where SPEC section
 //! 3 asks for 0x01, so the RFC 1929 sub-negotiation is our own

@@ -1,6 +1,12 @@
 //! Test harness: a loopback origin that reports what it received, the proxy
-//! started in-process on port 0 from TOML text, and small raw-socket helpers.
+//! started in-process on port 0 from TOML text, and small raw-socket helpers;
+//! fake upstream proxies in [`upstream`], per-account clients in [`clients`].
 #![allow(dead_code)]
+
+pub mod clients;
+pub mod routes;
+pub mod test_ca;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

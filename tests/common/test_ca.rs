@@ -1,0 +1,70 @@
+//! A test certificate authority made with rcgen: its PEM in a temporary
+//! file for `[tls] extra_roots`, and a TLS acceptor with a server
+//! certificate for 127.0.0.1 and localhost signed by it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A test CA (rcgen) whose PEM lives in a temporary file, for `[tls]
+/// extra_roots`, and a server certificate for 127.0.0.1 and localhost.
+pub struct TestCa {
+    pub pem_path: PathBuf,
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca = CertificateParams::default();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        ca.distinguished_name
+            .push(DnType::CommonName, "pacer test CA");
+        let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let mut leaf = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("leaf params");
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        leaf.use_authority_key_identifier_extension = true;
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("leaf cert");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pem_path = dir.path().join("ca.pem");
+        std::fs::write(&pem_path, ca_cert.pem()).expect("write ca");
+        TestCa {
+            pem_path,
+            chain: vec![leaf_cert.der().clone(), ca_cert.der().clone()],
+            key: leaf_key.serialize_der(),
+            _dir: dir,
+        }
+    }
+
+    /// `[tls]` with this CA as the extra root.
+    pub fn tls_section(&self) -> String {
+        format!(
+            "[tls]\nextra_roots = [{:?}]\n",
+            self.pem_path.display().to_string()
+        )
+    }
+
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(self.key.clone().into());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), key)
+            .expect("server config");
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+}
