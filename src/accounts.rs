@@ -12,13 +12,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::classify::Classifier;
-use crate::config::{AccountConfig, AccountRoute, Limit, LimitNumber, Plan, Policy, Secret};
+use crate::config::{
+    AccountConfig, AccountRoute, CountryCode, Limit, LimitNumber, Plan, Policy, Secret,
+    UpstreamScheme, UpstreamUrl,
+};
 use crate::limit::policy::PolicyLimits;
 use crate::limit::AccountLimiter;
 
 /// What the admin API changed for an account; it outranks the config file
 /// until changed again, and is kept in the store.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AccountChanges {
     /// `PATCH /v2/session/rate-limit`.
     pub policy: Option<String>,
@@ -26,6 +30,73 @@ pub struct AccountChanges {
     pub account_type: Option<String>,
     /// `POST /v1/accounts` `params`, as posted (limit key to number).
     pub params: BTreeMap<String, serde_json::Number>,
+    /// `PATCH /v1/accounts/{id}`: a custom proxy or a country pool.
+    pub route: Option<RouteChange>,
+}
+
+/// A route set through the admin API.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RouteChange {
+    /// The account's own upstream proxy.
+    Proxy {
+        /// `http`, `https` or `socks5`.
+        protocol: String,
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// User name, if the proxy wants one.
+        username: Option<String>,
+        /// Password, if the proxy wants one.
+        password: Option<String>,
+    },
+    /// The managed pool of a country.
+    Country {
+        /// ISO 3166-1 alpha-2.
+        code: String,
+    },
+}
+
+impl std::fmt::Debug for RouteChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.to_route() {
+            Ok(route) => write!(f, "{route:?}"),
+            Err(err) => write!(f, "invalid route ({err})"),
+        }
+    }
+}
+
+impl RouteChange {
+    /// The route it sets.
+    pub fn to_route(&self) -> Result<AccountRoute, String> {
+        match self {
+            RouteChange::Proxy {
+                protocol,
+                host,
+                port,
+                username,
+                password,
+            } => {
+                if host.is_empty() || *port == 0 {
+                    return Err("a proxy needs a host and a non-zero port".into());
+                }
+                Ok(AccountRoute::Custom(UpstreamUrl {
+                    scheme: protocol.parse::<UpstreamScheme>()?,
+                    host: host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_owned(),
+                    port: *port,
+                    username: username.clone().filter(|u| !u.is_empty()),
+                    password: password.clone().filter(|p| !p.is_empty()).map(Secret::new),
+                }))
+            }
+            RouteChange::Country { code } => {
+                Ok(AccountRoute::Country(code.parse::<CountryCode>()?))
+            }
+        }
+    }
 }
 
 /// An account's settings in force.
@@ -224,7 +295,12 @@ pub fn settings(
             .or_else(|| config.account_type.clone()),
         plan: config.plan,
         overrides,
-        route: config.route.clone(),
+        route: match &changes.route {
+            Some(change) => change
+                .to_route()
+                .map_err(|e| format!("account {}: stored route: {e}", config.id))?,
+            None => config.route.clone(),
+        },
         changes,
     })
 }

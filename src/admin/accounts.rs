@@ -11,10 +11,14 @@ use serde_json::{json, Map, Value};
 use super::error::AdminError;
 use super::rate_limit::{find, flat, number};
 use super::{json, string_field};
-use crate::accounts::{parse_params, Account, AccountChanges};
+use std::net::IpAddr;
+
+use crate::accounts::{parse_params, Account, AccountChanges, RouteChange};
 use crate::app::App;
 use crate::body::ProxyBody;
+use crate::config::{AccountRoute, CountryCode};
 use crate::config::{AccountType, LimitKey, LimitValue, Plan, ALL_ACTION};
+use crate::geo;
 use crate::limit::policy::Scope;
 use crate::runtime::Runtime;
 
@@ -35,8 +39,106 @@ pub async fn apply(
         Ok(result) => result?,
         Err(err) => return Err(AdminError::invalid("store", err.to_string())),
     }
+    if settings.route != account.settings.load().route {
+        runtime.router.set_route(&account.id, &settings.route);
+    }
     account.settings.store(Arc::new(settings));
     Ok(())
+}
+
+/// `PATCH /v1/accounts/{id}` with `{"proxy": {...}}` (tried before it is
+/// saved), `{"country": "US"}` or `{"ip": "203.0.113.42"}`.
+pub async fn patch(
+    app: &Arc<App>,
+    id: &str,
+    body: Map<String, Value>,
+) -> Result<Response<ProxyBody>, AdminError> {
+    let _writing = app.admin_writes.lock().await;
+    let runtime = app.runtime.load_full();
+    let account = find(&runtime, id)?;
+    let change = if let Some(proxy) = body.get("proxy") {
+        let change = proxy_change(proxy)?;
+        let route = change
+            .to_route()
+            .map_err(|reason| AdminError::invalid("proxy", reason))?;
+        if let AccountRoute::Custom(url) = &route {
+            super::probe::try_proxy(app, url).await?;
+        }
+        change
+    } else if body.contains_key("country") {
+        let code = string_field(&body, "country")?;
+        pool_country(
+            &runtime,
+            "country",
+            code.parse()
+                .map_err(|e: String| AdminError::invalid("country", e))?,
+        )?
+    } else if body.contains_key("ip") {
+        let ip: IpAddr = string_field(&body, "ip")?
+            .parse()
+            .map_err(|_| AdminError::invalid("ip", "not an IP address"))?;
+        let country = geo::country_of(ip)
+            .ok_or_else(|| AdminError::invalid("ip", format!("{ip} has no registered country")))?;
+        pool_country(&runtime, "ip", country)?
+    } else {
+        return Err(AdminError::MissingParameter("proxy, country or ip".into()));
+    };
+    let mut changes = account.settings.load().changes.clone();
+    changes.route = Some(change);
+    apply(app, &runtime, &account, changes).await?;
+    Ok(json(&json!({"object": "AccountPatched", "account_id": id})))
+}
+
+/// The managed pool of `country`, which must have an upstream.
+fn pool_country(
+    runtime: &Runtime,
+    field: &str,
+    country: CountryCode,
+) -> Result<RouteChange, AdminError> {
+    if !runtime.router.serves_country(country) {
+        return Err(AdminError::invalid(
+            field,
+            format!("no pool upstream serves {country}"),
+        ));
+    }
+    Ok(RouteChange::Country {
+        code: country.to_string(),
+    })
+}
+
+/// `{"protocol", "host", "port", "username", "password"}`.
+fn proxy_change(proxy: &Value) -> Result<RouteChange, AdminError> {
+    let Value::Object(fields) = proxy else {
+        return Err(AdminError::invalid("proxy", "expected an object"));
+    };
+    let text = |name: &str| -> Result<Option<String>, AdminError> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(AdminError::invalid(
+                format!("proxy.{name}"),
+                "expected a string",
+            )),
+        }
+    };
+    let required = |name: &str| -> Result<String, AdminError> {
+        text(name)?.ok_or_else(|| AdminError::MissingParameter(format!("proxy.{name}")))
+    };
+    let port = match fields.get("port") {
+        None | Some(Value::Null) => return Err(AdminError::MissingParameter("proxy.port".into())),
+        Some(value) => value
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .ok_or_else(|| AdminError::invalid("proxy.port", "expected a port from 1 to 65535"))?,
+    };
+    Ok(RouteChange::Proxy {
+        protocol: required("protocol")?,
+        host: required("host")?,
+        port,
+        username: text("username")?,
+        password: text("password")?,
+    })
 }
 
 /// `POST /v1/accounts` `{"account", "type", "params"}`.

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod error;
 pub mod ops;
+pub mod probe;
 pub mod rate_limit;
 
 use std::convert::Infallible;
@@ -98,6 +99,10 @@ async fn route(
         }
         (&Method::POST, ["v1", "accounts"]) => accounts::post(app, read_json(request).await?).await,
         (&Method::GET, ["v1", "accounts", id]) => accounts::get(app, id),
+        (&Method::PATCH, ["v1", "accounts", id]) => {
+            let id = (*id).to_owned();
+            accounts::patch(app, &id, read_json(request).await?).await
+        }
         _ => Err(AdminError::NotFound(format!("no {method} {path}"))),
     }
 }
