@@ -22,6 +22,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::dial::{DialError, Dialer};
 use crate::target::Target;
+use crate::upstream::UpstreamErrorKind;
 use crate::upstream::{Endpoint, UpstreamError};
 
 /// A connection towards the destination: direct, or through an upstream.
@@ -177,6 +178,20 @@ pub enum EgressError {
 }
 
 impl EgressError {
+    /// The kind of failure, as a metrics label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EgressError::Direct(_) => "destination",
+            EgressError::Upstream(err) => match err.kind {
+                UpstreamErrorKind::Connect(_) => "connect",
+                UpstreamErrorKind::TimedOut(_) => "timeout",
+                UpstreamErrorKind::Broken(_) => "handshake",
+                UpstreamErrorKind::CredentialsRejected(_) => "credentials",
+                UpstreamErrorKind::Destination { .. } => "destination",
+            },
+        }
+    }
+
     /// A copy for the caller when only a reference is at hand (hyper keeps
     /// the connector's error in its chain).
     pub fn clone_for_wire(&self) -> Self {

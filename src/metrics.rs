@@ -1,6 +1,7 @@
 //! Prometheus metrics (prometheus-client, served by the admin API's
 //! `/metrics`): requests and tunnels by listener, action and outcome;
-//! throttle refusals and pace waits by limit kind; open connections; bytes.
+//! throttle refusals and pace waits by limit kind; upstream attempts and
+//! failures; open connections; bytes.
 //! Labels come from closed sets (listeners, configured actions, envelope
 //! types, limit kinds), so cardinality is bounded by the config; the
 //! per-account series exist only with `[admin] account_metrics = true`.
@@ -41,6 +42,17 @@ struct BytesLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamFailureLabels {
+    upstream: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AccountLabels {
     account: String,
     outcome: &'static str,
@@ -56,6 +68,8 @@ pub struct Metrics {
     pace_waits: WaitHistogram,
     connections: Family<ListenerLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     bytes: Family<BytesLabels, Counter<u64, AtomicU64>>,
+    upstream_attempts: Family<UpstreamLabels, Counter>,
+    upstream_failures: Family<UpstreamFailureLabels, Counter>,
     accounts: Option<Family<AccountLabels, Counter>>,
 }
 
@@ -104,6 +118,18 @@ impl Metrics {
             "Bytes relayed, up (client to destination) and down",
             bytes.clone(),
         );
+        let upstream_attempts = Family::default();
+        registry.register(
+            "upstream_attempts",
+            "Attempts to leave through an upstream (pool member host:port, custom, or direct)",
+            upstream_attempts.clone(),
+        );
+        let upstream_failures = Family::default();
+        registry.register(
+            "upstream_failures",
+            "Failed attempts by upstream and reason",
+            upstream_failures.clone(),
+        );
         let accounts = per_account.then(|| {
             let family = Family::default();
             registry.register(
@@ -120,8 +146,27 @@ impl Metrics {
             pace_waits,
             connections,
             bytes,
+            upstream_attempts,
+            upstream_failures,
             accounts,
         }
+    }
+
+    /// Counts one attempt through `upstream`.
+    pub fn upstream_attempt(&self, upstream: &str) {
+        let labels = UpstreamLabels {
+            upstream: upstream.to_owned(),
+        };
+        self.upstream_attempts.get_or_create(&labels).inc();
+    }
+
+    /// Counts one failed attempt through `upstream`.
+    pub fn upstream_failure(&self, upstream: &str, reason: &'static str) {
+        let labels = UpstreamFailureLabels {
+            upstream: upstream.to_owned(),
+            reason,
+        };
+        self.upstream_failures.get_or_create(&labels).inc();
     }
 
     /// Counts a finished request or tunnel.

@@ -119,13 +119,17 @@ async fn route_tunnel(
     let mut plan = runtime.router.plan(&account.id);
     loop {
         let hop = plan.next_hop()?;
-        note_attempt(ctx, &hop, plan.attempts());
+        note_attempt(app, ctx, &hop, plan.attempts());
         match tunnel_via(app, &hop, target).await {
             Ok(stream) => {
                 plan.succeeded(&hop);
                 return Ok(stream);
             }
-            Err(err) => plan.failed(&hop, err)?,
+            Err(err) => {
+                app.metrics
+                    .upstream_failure(hop.metric_label(), err.reason());
+                plan.failed(&hop, err)?
+            }
         }
     }
 }
@@ -144,7 +148,8 @@ async fn tunnel_via(app: &App, hop: &Hop, target: &Target) -> Result<EgressStrea
     }
 }
 
-fn note_attempt(ctx: &mut RequestContext, hop: &Hop, attempts: u32) {
+fn note_attempt(app: &App, ctx: &mut RequestContext, hop: &Hop, attempts: u32) {
+    app.metrics.upstream_attempt(hop.metric_label());
     ctx.upstream = hop.label().cloned();
     ctx.attempts = attempts;
 }
@@ -209,7 +214,7 @@ async fn route_request(
     let mut plan = runtime.router.plan(&account.id);
     loop {
         let hop = plan.next_hop()?;
-        note_attempt(ctx, &hop, plan.attempts());
+        note_attempt(app, ctx, &hop, plan.attempts());
         let Some(attempt) = request.attempt(plan.is_last()) else {
             return Err(plan.give_up());
         };
@@ -218,7 +223,11 @@ async fn route_request(
                 plan.succeeded(&hop);
                 return Ok(response);
             }
-            Err(ForwardError::Egress(err)) => plan.failed(&hop, err)?,
+            Err(ForwardError::Egress(err)) => {
+                app.metrics
+                    .upstream_failure(hop.metric_label(), err.reason());
+                plan.failed(&hop, err)?
+            }
             Err(ForwardError::Final(err)) => return Err(err),
         }
         if !request.can_replay() {

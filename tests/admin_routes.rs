@@ -149,6 +149,24 @@ async fn a_country_or_an_address_moves_the_account_to_a_pool() {
         .expect("via pool");
     assert_eq!(ok.status(), StatusCode::OK);
     assert!(pool.connections() > 0, "the US pool carried it");
+    let metrics = metrics(&proxy).await;
+    let series = format!(
+        "pacer_upstream_attempts_total{{upstream=\"{}\"}} 1",
+        pool.addr
+    );
+    assert!(metrics.contains(&series), "{metrics}");
     let (status, _) = patch(&proxy, "routed", json!({"country": "us"})).await;
     assert_eq!(status, StatusCode::OK, "lower case is accepted");
+}
+
+async fn metrics(proxy: &Proxy) -> String {
+    reqwest::Client::new()
+        .get(format!("http://{}/metrics", proxy.admin))
+        .header("X-API-KEY", KEY)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
 }

@@ -39,6 +39,17 @@ impl Hop {
         }
     }
 
+    /// The upstream as a metrics label: a pool member's `host:port`, or
+    /// `custom` / `direct` (so per-account proxies cannot blow up the
+    /// number of series).
+    pub fn metric_label(&self) -> &str {
+        match self {
+            Hop::Direct => "direct",
+            Hop::Custom(_) => "custom",
+            Hop::Pooled(member) => member.upstream().label(),
+        }
+    }
+
     /// `host:port` of the upstream (no credentials), `None` for direct.
     pub fn label(&self) -> Option<&Arc<str>> {
         self.upstream().map(|u| u.label())
