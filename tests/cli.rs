@@ -3,13 +3,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const PACER: &str = env!("CARGO_BIN_EXE_pacer");
 
@@ -71,47 +68,6 @@ async fn ca_init_writes_a_ca_once() {
     assert!(!run().await.expect("ca init again").status.success());
 }
 
-/// The binary running on `config`, with its listeners' addresses read from
-/// its log.
-struct Running {
-    child: Child,
-    http: String,
-    socks: String,
-}
-
-async fn spawn_pacer(config: &Path) -> Running {
-    let mut child = Command::new(PACER)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn pacer");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut addrs = Vec::new();
-    let read = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = line.split("addr=").nth(1) {
-                addrs.push(addr.trim().to_owned());
-                if addrs.len() == 2 {
-                    break;
-                }
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read)
-        .await
-        .expect("pacer logs its listeners");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Running {
-        child,
-        http: addrs[0].clone(),
-        socks: addrs[1].clone(),
-    }
-}
-
 async fn curl(args: &[&str]) -> (bool, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "10"])
@@ -135,24 +91,18 @@ async fn curl_through_both_listeners_then_sigterm_exits_0() {
         "",
     );
     std::fs::write(&config, toml).expect("write config");
-    let mut pacer = spawn_pacer(&config).await;
+    let (mut child, addrs) = spawn_pacer(&config, 2).await;
+    let (http, socks) = (addrs[0].as_str(), addrs[1].as_str());
     let url = origin.url("/");
 
-    let proxy = format!("http://acct-1:{SECRET}@{}", pacer.http);
+    let proxy = format!("http://acct-1:{SECRET}@{}", http);
     assert_eq!(curl(&["-x", &proxy, &url]).await, (true, "hello".into()));
 
     let user = format!("acct-1:{SECRET}");
-    let socks = curl(&[
-        "--socks5-hostname",
-        &pacer.socks,
-        "--proxy-user",
-        &user,
-        &url,
-    ])
-    .await;
+    let socks = curl(&["--socks5-hostname", socks, "--proxy-user", &user, &url]).await;
     assert_eq!(socks, (true, "hello".into()));
 
-    let bare = format!("http://{}", pacer.http);
+    let bare = format!("http://{}", http);
     let (_, body) = curl(&["-x", &bare, &url]).await;
     let envelope: serde_json::Value = serde_json::from_str(&body).expect("envelope");
     assert_eq!(envelope["type"], "errors/missing_credentials");
@@ -170,14 +120,14 @@ async fn curl_through_both_listeners_then_sigterm_exits_0() {
     assert!(ok);
     assert_eq!(status, "502");
 
-    let pid = pacer.child.id().expect("pid");
+    let pid = child.id().expect("pid");
     let killed = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .await
         .expect("kill");
     assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), pacer.child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("exits after SIGTERM")
         .expect("wait");

@@ -5,15 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use reqwest::StatusCode;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 fn config(state: &Path, cap: u32) -> String {
     format!(
@@ -69,32 +66,6 @@ async fn a_graceful_restart_restores_exact_counts() {
     assert_eq!(origin.hits(), 5);
 }
 
-const PACER: &str = env!("CARGO_BIN_EXE_pacer");
-
-async fn spawn_pacer(config: &Path) -> (Child, String) {
-    let mut child = Command::new(PACER)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn pacer");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = line.split("addr=").nth(1) {
-                return addr.trim().to_owned();
-            }
-        }
-        panic!("pacer exited before listening");
-    })
-    .await
-    .expect("pacer listens");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
 /// Eight clients requesting `url` as fast as they can, each until it is
 /// refused (the cap is used up), fails (pacer is gone) or `stop` is set.
 async fn hammer(addr: String, url: String, stop: Arc<AtomicBool>) {
@@ -133,7 +104,8 @@ async fn sigkill_under_load_never_lets_a_daily_cap_be_exceeded() {
     let config_path = dir.path().join("pacer.toml");
     std::fs::write(&config_path, config(&dir.path().join("pacer.db"), CAP)).expect("config");
 
-    let (mut first, addr) = spawn_pacer(&config_path).await;
+    let (mut first, addrs) = spawn_pacer(&config_path, 1).await;
+    let addr = addrs[0].clone();
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(hammer(addr, origin.url("/"), stop.clone()));
     // Kill in the middle of the load, once part of the cap is used.
@@ -151,7 +123,8 @@ async fn sigkill_under_load_never_lets_a_daily_cap_be_exceeded() {
     let _ = load.await;
     let before_restart = origin.hits();
 
-    let (_second, addr) = spawn_pacer(&config_path).await;
+    let (_second, addrs) = spawn_pacer(&config_path, 1).await;
+    let addr = addrs[0].clone();
     hammer(addr, origin.url("/"), Arc::new(AtomicBool::new(false))).await;
     let total = origin.hits();
     eprintln!("killed after {before_restart} reached the origin; {total} in all (cap {CAP})");

@@ -455,3 +455,39 @@ pub async fn socks_command(stream: &mut TcpStream, cmd: u8, target: SocketAddr) 
     stream.read_exact(&mut reply).await.expect("reply");
     reply[1]
 }
+
+/// The `pacer` binary running on `config`, and the addresses of its first
+/// `listeners` listeners, read from its log.
+pub async fn spawn_pacer(
+    config: &std::path::Path,
+    listeners: usize,
+) -> (tokio::process::Child, Vec<String>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pacer");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut addrs = Vec::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.split("addr=").nth(1) {
+                addrs.push(addr.trim().to_owned());
+                if addrs.len() == listeners {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("pacer logs its listeners");
+    assert_eq!(addrs.len(), listeners, "pacer exited before listening");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addrs)
+}
