@@ -1,0 +1,107 @@
+//! What refused or held a request: the limit, its key and value, and the
+//! wait, for the 429 headers, the envelope's detail and metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which kind of limit refused or held a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitKind {
+    /// A rolling window of this length.
+    Rolling {
+        /// W.
+        window: Duration,
+    },
+    /// A daily cap.
+    Daily,
+    /// `account_protection_seconds`.
+    Gap,
+    /// `concurrent_limit`.
+    Concurrency,
+    /// A batch pause.
+    Batch {
+        /// `batch_hours`.
+        pause: Duration,
+    },
+    /// Usage must reach the store before more is admitted (see
+    /// [`journal`]); not a policy limit, so it is waited for in any mode.
+    Persisting,
+}
+
+/// The limit that refused (or held) a request, for headers and details.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// What kind of limit.
+    pub kind: HitKind,
+    /// The limit key as written.
+    pub key: Arc<str>,
+    /// Its value (N, the cap, the seconds, the batch size).
+    pub value: u64,
+    /// How many more it would admit now.
+    pub remaining: u64,
+    /// How long until it could admit (zero if unknown).
+    pub retry_after: Duration,
+}
+
+impl Hit {
+    pub(super) fn gap(gap: Duration, left: Duration) -> Self {
+        Hit {
+            kind: HitKind::Gap,
+            key: Arc::from("account_protection_seconds"),
+            value: gap.as_secs(),
+            remaining: 0,
+            retry_after: left,
+        }
+    }
+
+    pub(super) fn concurrency(max: u64) -> Self {
+        Hit {
+            kind: HitKind::Concurrency,
+            key: Arc::from("concurrent_limit"),
+            value: max,
+            remaining: 0,
+            retry_after: Duration::ZERO,
+        }
+    }
+
+    pub(super) fn batch(size: u64, pause: Duration, left: Duration) -> Self {
+        Hit {
+            kind: HitKind::Batch { pause },
+            key: Arc::from("batch"),
+            value: size,
+            remaining: 0,
+            retry_after: left,
+        }
+    }
+
+    pub(super) fn persisting() -> Self {
+        Hit {
+            kind: HitKind::Persisting,
+            key: Arc::from("state"),
+            value: 0,
+            remaining: 0,
+            retry_after: Duration::ZERO,
+        }
+    }
+
+    /// The period that bounds the limit, for `RateLimit-Policy`'s `w`
+    /// (none for `concurrent_limit`).
+    pub fn window(&self) -> Option<Duration> {
+        match self.kind {
+            HitKind::Rolling { window } => Some(window),
+            HitKind::Daily => Some(Duration::from_secs(86_400)),
+            HitKind::Gap => Some(Duration::from_secs(self.value)),
+            HitKind::Batch { pause } => Some(pause),
+            HitKind::Concurrency | HitKind::Persisting => None,
+        }
+    }
+}
+
+/// A refused request: the limit, and the account it belongs to.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The limit that refused.
+    pub hit: Hit,
+    /// Whether the request had waited before being refused.
+    pub waited: Duration,
+}
