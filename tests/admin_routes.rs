@@ -111,7 +111,8 @@ async fn a_custom_proxy_is_tried_then_carries_the_next_request() {
         .json()
         .await
         .expect("json");
-    let shown = view["route"]["upstream"].as_str().expect("upstream shown");
+    assert_eq!(view["upstream"], view["route"]["upstream"]);
+    let shown = view["upstream"].as_str().expect("upstream shown");
     assert!(
         shown.contains("127.0.0.1") && !shown.contains("up-pass"),
         "{shown}"

@@ -211,6 +211,14 @@ pub fn get(app: &App, id: &str) -> Result<Response<ProxyBody>, AdminError> {
         "plan": if settings.plan == Plan::Paid { "paid" } else { "free" },
         "type": settings.account_type,
         "route": crate::admin::ops::route_view(&settings.route),
+        "upstream": match &settings.route {
+            AccountRoute::Custom(url) => Some(url.to_string()),
+            AccountRoute::Direct | AccountRoute::Country(_) => None,
+        },
+        "country": match &settings.route {
+            AccountRoute::Country(code) => Some(code.to_string()),
+            AccountRoute::Direct | AccountRoute::Custom(_) => None,
+        },
         "limits": limits_in_force(app, &runtime, &account),
         "usage": {"day_start": usage.day_start(), "all": usage.count(Scope::All), "actions": actions},
     })))
