@@ -18,7 +18,7 @@
 #
 # Settings (environment):
 #   DURATION=10     measured seconds per run        WARMUP=1   unmeasured seconds before
-#   ROUNDS=3        rounds per figure (median)      BULK_CONNS=4  connections for 1 MiB figures
+#   ROUNDS=3        rounds per figure (median)      BULK_CONNS=1  connections for 1 MiB figures
 #   IDLE_CONNS=10000  idle keep-alive connections   IDLE_HOLD=30  seconds the idle hold may last
 #   PROXIES="pacer squid tinyproxy privoxy dante microsocks"  (a subset is fine)
 #   PACER_LOG=warn  RUST_LOG for pacer (info turns the access log on)
@@ -31,7 +31,7 @@ PEERS_DIR=$ROOT/bench/peers
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
-BULK_CONNS=${BULK_CONNS:-4}
+BULK_CONNS=${BULK_CONNS:-1}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_HOLD=${IDLE_HOLD:-30}
 PROXIES=${PROXIES:-"pacer squid tinyproxy privoxy dante microsocks"}
@@ -296,9 +296,11 @@ FIGURES=(
   "http_lat10|HTTP latency p50/p99/p99.9 us, 10 conns|lat|http|10|/small|"
   "socks_lat1|SOCKS5 tunnel latency p50/p99/p99.9 us, 1 conn|lat|socks|1|/small|"
   "socks_lat10|SOCKS5 tunnel latency p50/p99/p99.9 us, 10 conns|lat|socks|10|/small|"
-  "http_1m|HTTP 1 MiB transfer MB/s, BULK conns keep-alive|mbps|http|BULK|/1m|--bulk"
-  "connect_1m|CONNECT 1 MiB transfer MB/s, BULK conns, tunnel per transfer|mbps|connect|BULK|/1m|--bulk"
-  "socks_1m|SOCKS5 1 MiB transfer MB/s, BULK conns, tunnel per transfer|mbps|socks|BULK|/1m|--bulk"
+  "http_1m|HTTP 1 MiB transfer MB/s, BULK conn(s), keep-alive|mbps|http|BULK|/1m|--bulk"
+  "connect_1m|CONNECT 1 MiB transfer MB/s, BULK conn(s), new tunnel per transfer|mbps|connect|BULK|/1m|--bulk"
+  "connect_1m_kept|CONNECT 1 MiB transfer MB/s, BULK conn(s), one tunnel kept|mbps|connect_kept|BULK|/1m|--bulk"
+  "socks_1m|SOCKS5 1 MiB transfer MB/s, BULK conn(s), new tunnel per transfer|mbps|socks|BULK|/1m|--bulk"
+  "socks_1m_kept|SOCKS5 1 MiB transfer MB/s, BULK conn(s), one tunnel kept|mbps|socks_kept|BULK|/1m|--bulk"
 )
 # Figures whose runs also give the proxy's CPU per request.
 CPU_FIGURES="http_c64 socks_c64"
@@ -310,19 +312,21 @@ members() {
   local group=$1 list="direct" p
   want pacer && list+=" pacer"
   case $group in
-    http | connect) for p in $HTTP_PEERS; do want "$p" && list+=" $p"; done ;;
-    socks) for p in $SOCKS_PEERS; do want "$p" && list+=" $p"; done ;;
+    http | connect*) for p in $HTTP_PEERS; do want "$p" && list+=" $p"; done ;;
+    socks*) for p in $SOCKS_PEERS; do want "$p" && list+=" $p"; done ;;
     all) for p in $HTTP_PEERS $SOCKS_PEERS; do want "$p" && list+=" $p"; done ;;
   esac
   echo "$list"
 }
 
-# Load generator arguments for one member of a door group.
+# Load generator arguments for one member of a door group. The direct
+# ceiling opens a new connection per request where the proxies open a new
+# tunnel per request, and keeps its connection where they keep theirs.
 door_args() {
   local group=$1 member=$2
   if [[ $member == direct ]]; then
     case $group in
-      http) echo "direct" ;;
+      http | *_kept) echo "direct" ;;
       *) echo "direct --fresh" ;;
     esac
     return
@@ -332,10 +336,13 @@ door_args() {
   case $group in
     http) echo "http --proxy 127.0.0.1:$(port_of "$member") $auth" ;;
     connect) echo "connect --proxy 127.0.0.1:$(port_of "$member") $auth" ;;
-    socks)
+    connect_kept) echo "connect --keep-tunnel --proxy 127.0.0.1:$(port_of "$member") $auth" ;;
+    socks*)
       port=$(port_of "$member")
       [[ $member == pacer ]] && port=$PACER_SOCKS_PORT
-      echo "socks5 --proxy 127.0.0.1:$port $auth" ;;
+      local keep=""
+      [[ $group == socks_kept ]] && keep="--keep-tunnel"
+      echo "socks5 $keep --proxy 127.0.0.1:$port $auth" ;;
   esac
 }
 
@@ -444,11 +451,14 @@ idle_once() {
   done
   sleep 1
   now=$(mem_kib "$pid" VmRSS)
-  open=$(grep '"event":"ready"' "$ready" | jq -r .open 2>/dev/null || true)
-  open=${open:-0}
+  local line errors
+  line=$(grep '"event":"ready"' "$ready" || true)
+  [[ -n $line ]] || line='{"open": 0}'
+  open=$(jq -r '.open // 0' <<<"$line" 2>/dev/null || echo 0)
+  errors=$(jq -r '[(.errors // {})[]] | add // 0' <<<"$line" 2>/dev/null || echo 0)
   stop_pids "$lg"
   reap "$lg"
-  record "$fig" "$member" errors $((count - open))
+  record "$fig" "$member" errors "${errors:-$count}"
   if ((open > 0)); then
     record "$fig" "$member" value "$(awk -v d=$((now - base)) -v n="$open" 'BEGIN { printf "%.2f", d / n }')"
   fi
@@ -517,6 +527,10 @@ figure_rows() {
     errors=$(fmt "$errors" 0)
     local name=$member
     [[ $member == direct ]] && name="direct (nginx)"
+    if [[ -z $value && $kind == idle && ${M["$fig|$member|open"]:-} == 0 ]]; then
+      row "$label" "$name" "none held open (the peer closes them)" "-" "$errors"
+      continue
+    fi
     if [[ -z $value ]]; then
       row "$label" "$name" "no result" "-" "$errors"
       continue
@@ -527,7 +541,7 @@ figure_rows() {
       cpu) shown=$(fmt "$value" 2); vs=$(ratio "$value" "$direct") ;;
       lat)
         shown="$(fmt "$value" 1) / $(fmt "${M["$fig|$member|p99"]}" 1) / $(fmt "${M["$fig|$member|p999"]}" 1)"
-        vs="+$(fmt "$(awk -v a="$value" -v b="$direct" 'BEGIN { print a - b }')" 1) us ($(ratio "$value" "$direct"))"
+        vs="$(awk -v a="$value" -v b="$direct" 'BEGIN { printf "%+.1f", a - b }') us ($(ratio "$value" "$direct"))"
         [[ $member == direct ]] && vs="1.00x" ;;
       mem) shown=$(fmt "$value" 1); vs="-" ;;
       idle) shown="$(fmt "$value" 2) (${M["$fig|$member|open"]:-0} open)"; vs="-" ;;
@@ -588,7 +602,9 @@ print_targets() {
   p=${M["cpu_http_c64|pacer|value"]:-}; b=$(best_peer cpu_http_c64 "$HTTP_PEERS" 1)
   check_line "CPU per HTTP request vs best HTTP peer" "$([[ -n $p && -n $b ]] && awk -v a="$p" -v b="$b" 'BEGIN { print a / b }')" "<=" 0.6
   p=${M["connect_1m|pacer|value"]:-}; d=${M["connect_1m|direct|value"]:-}
-  check_line "CONNECT 1 MiB transfer vs direct" "$([[ -n $p && -n $d ]] && awk -v a="$p" -v b="$d" 'BEGIN { print a / b }')" ">=" 0.97
+  check_line "CONNECT 1 MiB transfer vs direct, new tunnel per transfer" "$([[ -n $p && -n $d ]] && awk -v a="$p" -v b="$d" 'BEGIN { print a / b }')" ">=" 0.97
+  p=${M["connect_1m_kept|pacer|value"]:-}; d=${M["connect_1m_kept|direct|value"]:-}
+  check_line "CONNECT 1 MiB transfer vs direct, one tunnel kept" "$([[ -n $p && -n $d ]] && awk -v a="$p" -v b="$d" 'BEGIN { print a / b }')" ">=" 0.97
   p=${M["socks_c64|pacer|value"]:-}; b=$(best_peer socks_c64 "$SOCKS_PEERS")
   check_line "SOCKS5 64 conns vs best SOCKS5 peer" "$([[ -n $p && -n $b ]] && awk -v a="$p" -v b="$b" 'BEGIN { print a / b }')" ">=" 1.2
   p=${M["http_lat1|pacer|value"]:-}; d=${M["http_lat1|direct|value"]:-}

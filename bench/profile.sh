@@ -59,13 +59,18 @@ profile_main() {
     2>>"$OUT/perf.err"
   reap "$lg"
   cat "$OUT/profile-load.txt"
-  {
-    echo "== self time by shared object"
-    perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
-    echo "== self time by symbol (top 40)"
-    perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
-      grep -v '^#' | grep -v '^$' | head -40
-  } | tee "$OUT/profile.txt"
+  report "$OUT/perf.data" | tee "$OUT/profile.txt"
+}
+
+# The flat profile: self time by shared object, then by symbol.
+report() {
+  local data=$1
+  echo "== self time by shared object"
+  perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null |
+    grep -v -e '^#' -e '^$' | sed -n 1,12p || true
+  echo "== self time by symbol (top 40)"
+  perf report -i "$data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
+    grep -v -e '^#' -e '^$' | sed -n 1,40p || true
 }
 
 profile_main "$@"

@@ -6,6 +6,7 @@
 //!   client connection per worker;
 //! - `connect`: a short CONNECT tunnel per request (connect, CONNECT, one
 //!   request, close); with `--bulk`, each response must be at least 1 MiB;
+//!   with `--keep-tunnel`, one tunnel per worker carries every request;
 //! - `socks5`: the same through SOCKS5, with RFC 1929 auth when `--auth`;
 //! - `direct`: the same requests straight to the origin, the ceiling
 //!   (`--fresh` for a new connection per request, like a tunnel);

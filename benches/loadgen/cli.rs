@@ -98,9 +98,14 @@ pub struct LoadArgs {
     #[arg(long)]
     pub bulk: bool,
     /// A new connection per request (`Connection: close`) in http and direct
-    /// modes; connect and socks5 always open a new tunnel per request.
+    /// modes; connect and socks5 open a new tunnel per request unless
+    /// --keep-tunnel.
     #[arg(long)]
     pub fresh: bool,
+    /// connect and socks5: keep one tunnel per worker for the whole run and
+    /// send keep-alive requests through it (measures the relay, not setup).
+    #[arg(long)]
+    pub keep_tunnel: bool,
 }
 
 /// Options of the idle mode.
@@ -256,8 +261,12 @@ fn output(common: &CommonArgs) -> Output {
 }
 
 fn load_job(door: Door, args: LoadArgs) -> Result<(Job, Output), String> {
-    if args.fresh && matches!(door, Door::Connect | Door::Socks5) {
-        return Err("--fresh is implied in connect and socks5 modes".into());
+    let tunnel = matches!(door, Door::Connect | Door::Socks5);
+    if args.fresh && tunnel {
+        return Err("--fresh is the default in connect and socks5 modes".into());
+    }
+    if args.keep_tunnel && !tunnel {
+        return Err("--keep-tunnel is for connect and socks5 modes".into());
     }
     let duration = match (args.duration, args.requests) {
         (Some(d), _) => d,
@@ -269,7 +278,7 @@ fn load_job(door: Door, args: LoadArgs) -> Result<(Job, Output), String> {
     if args.requests == Some(0) {
         return Err("--requests must be at least 1".into());
     }
-    let fresh = args.fresh || matches!(door, Door::Connect | Door::Socks5);
+    let fresh = args.fresh || (tunnel && !args.keep_tunnel);
     let min_body = if args.bulk { BULK_BYTES } else { 0 };
     let plan = plan(door, fresh, min_body, &args.common)?;
     let settings = LoadSettings {

@@ -164,7 +164,7 @@ impl Report {
     pub fn human(&self) -> String {
         let requests = self.requests();
         let mut out = format!(
-            "{} x{}: {} requests in {:.2}s, {} connections opened\n  \
+            "{} x{}: {} requests in {:.2}s, {} new connections in the measured phase\n  \
              {:.0} requests/s, {:.2} MB/s\n  \
              latency p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us\n",
             self.mode,

@@ -115,19 +115,18 @@ async fn transaction(plan: &Plan, slot: &mut Option<Conn>) -> Outcome<(Exchange,
         let exchange = wire::exchange(&mut conn, wire::request(plan, true), plan.min_body).await?;
         return Ok((exchange, true));
     }
-    let mut opened = false;
     if let Some(conn) = slot.as_mut() {
-        if !conn.usable().await {
-            *slot = None;
+        if conn.usable().await {
+            match wire::exchange(conn, wire::request(plan, false), plan.min_body).await {
+                // A peer may close a keep-alive connection without saying so
+                // (tinyproxy does): like browsers and hyper's pooled client,
+                // retry the GET once on a new connection.
+                Err(ErrorKind::Closed) => {}
+                other => return other.map(|exchange| (exchange, false)),
+            }
         }
     }
-    let conn = match slot {
-        Some(conn) => conn,
-        None => {
-            opened = true;
-            slot.insert(wire::open(plan).await?)
-        }
-    };
+    let conn = slot.insert(wire::open(plan).await?);
     let exchange = wire::exchange(conn, wire::request(plan, false), plan.min_body).await?;
-    Ok((exchange, opened))
+    Ok((exchange, true))
 }
