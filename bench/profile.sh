@@ -13,7 +13,8 @@
 # only the processes it started.
 #
 # Settings: PROFILE_SECONDS=10, CONNS=64, BULK= (1: 1 MiB per request),
-# FREQ=499 (samples/s), plus compare.sh's CARGO, CARGO_JOBS, OUT.
+# KEEP= (1: connect/socks5 keep one tunnel per connection), FREQ=499
+# (samples/s), plus compare.sh's CARGO, CARGO_JOBS, OUT.
 set -euo pipefail
 # shellcheck source=bench/compare.sh
 source "$(dirname "${BASH_SOURCE[0]}")/compare.sh"
@@ -22,11 +23,13 @@ PROFILE_MODE=${1:-http}
 PROFILE_SECONDS=${PROFILE_SECONDS:-10}
 CONNS=${CONNS:-64}
 BULK=${BULK:-}
+KEEP=${KEEP:-}
 FREQ=${FREQ:-499}
 
 profile_args() {
   local path=/small extra=""
   [[ -n $BULK ]] && path=/1m extra=--bulk
+  [[ -n $KEEP && $PROFILE_MODE != http ]] && extra+=" --keep-tunnel"
   case $PROFILE_MODE in
     http) echo "http --proxy 127.0.0.1:$PACER_HTTP_PORT --auth $AUTH --target http://127.0.0.1:$ORIGIN_PORT$path $extra" ;;
     connect) echo "connect --proxy 127.0.0.1:$PACER_HTTP_PORT --auth $AUTH --target http://127.0.0.1:$ORIGIN_PORT$path $extra" ;;
