@@ -171,6 +171,11 @@ impl AsyncRead for ClientIo {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            if this.prefix.is_empty() {
+                // An emptied `Bytes` still holds the head's buffer: let it go,
+                // so an idle keep-alive connection keeps only hyper's buffers.
+                this.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
