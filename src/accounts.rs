@@ -112,8 +112,6 @@ pub struct AccountSettings {
     pub account_type: Option<String>,
     /// Free or paid.
     pub plan: Plan,
-    /// Per-account overrides, validated.
-    pub overrides: Vec<Limit>,
     /// Custom upstream, country pool, or direct.
     pub route: AccountRoute,
     /// The runtime changes these settings include.
@@ -125,8 +123,7 @@ pub struct AccountSettings {
 pub struct Account {
     /// The account id (the proxy user name).
     pub id: Arc<str>,
-    pub(crate) secret: Secret,
-    /// The account as configured.
+    /// The account as configured (its secret included, masked in Debug).
     pub config: AccountConfig,
     /// The settings in force.
     pub settings: ArcSwap<AccountSettings>,
@@ -230,7 +227,6 @@ impl Accounts {
             let id: Arc<str> = Arc::from(config.id.as_str());
             let account = Account {
                 id: id.clone(),
-                secret: config.secret.clone(),
                 config: config.clone(),
                 settings: ArcSwap::from_pointee(settings),
                 limiter,
@@ -294,7 +290,6 @@ pub fn settings(
             .clone()
             .or_else(|| config.account_type.clone()),
         plan: config.plan,
-        overrides,
         route: match &changes.route {
             Some(change) => change
                 .to_route()

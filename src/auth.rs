@@ -17,7 +17,7 @@ impl Accounts {
             .ok()
             .and_then(|id| self.by_id.get(id));
         match found {
-            Some(account) if account.secret.matches(secret) => Ok(account.clone()),
+            Some(account) if account.config.secret.matches(secret) => Ok(account.clone()),
             Some(_) => Err(ProxyError::InvalidCredentials),
             None => {
                 let _ = self.decoy.matches(secret);
