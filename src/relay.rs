@@ -1,18 +1,24 @@
 //! The tunnel relay: bidirectional copy between client and destination with
 //! half-close (EOF on one side shuts down writing on the other), byte counts,
 //! and `idle_timeout` when no byte moves either way.
+//!
+//! Each direction holds a 64 KiB buffer only while data is in flight: when
+//! a read finds nothing to read and nothing is left to write, the buffer is
+//! freed (the read has registered the wake-up). Idle tunnels then hold no
+//! relay buffers, and bulk transfers move 64 KiB per system call.
 
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// Bytes in each copy direction's buffer.
-const BUFFER_BYTES: usize = 16 * 1024;
+/// Bytes a direction reads at once while data flows.
+const BUFFER_BYTES: usize = 64 * 1024;
 
 /// How a tunnel ended.
 #[derive(Debug)]
@@ -47,34 +53,110 @@ where
         epoch: Instant::now(),
         last_ms: AtomicU64::new(0),
     };
-    let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
-    let mut client = Metered {
-        inner: client,
-        read: &up,
-        activity: &activity,
-    };
-    let mut destination = Metered {
-        inner: destination,
-        read: &down,
-        activity: &activity,
-    };
-    let copy = tokio::io::copy_bidirectional_with_sizes(
-        &mut client,
-        &mut destination,
-        BUFFER_BYTES,
-        BUFFER_BYTES,
-    );
+    let mut up = Pump::default();
+    let mut down = Pump::default();
+    let copy = poll_fn(|cx| {
+        let upward = up.poll(cx, client, destination, &activity);
+        let downward = down.poll(cx, destination, client, &activity);
+        match (upward, downward) {
+            (Poll::Ready(Err(err)), _) | (_, Poll::Ready(Err(err))) => Poll::Ready(Err(err)),
+            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
+            _ => Poll::Pending,
+        }
+    });
     let end = tokio::select! {
         result = copy => match result {
-            Ok(_) => RelayEnd::Closed,
+            Ok(()) => RelayEnd::Closed,
             Err(err) => RelayEnd::Failed(err),
         },
         () = activity.idle_for(idle) => RelayEnd::Idle,
     };
     RelayOutcome {
-        up: up.load(Ordering::Relaxed),
-        down: down.load(Ordering::Relaxed),
+        up: up.moved,
+        down: down.moved,
         end,
+    }
+}
+
+/// One direction of a tunnel.
+#[derive(Default)]
+struct Pump {
+    /// Present only while data is in flight.
+    buffer: Option<Box<[u8]>>,
+    start: usize,
+    end: usize,
+    read_done: bool,
+    need_flush: bool,
+    finished: bool,
+    moved: u64,
+}
+
+impl Pump {
+    /// Moves what `reader` has to `writer`; ready once the reader's EOF has
+    /// been passed on as a shutdown of the writer.
+    fn poll<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+        activity: &Activity,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        if self.finished {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if self.start == self.end && !self.read_done {
+                let buffer = self
+                    .buffer
+                    .get_or_insert_with(|| vec![0; BUFFER_BYTES].into_boxed_slice());
+                let mut read = ReadBuf::new(buffer);
+                match Pin::new(&mut *reader).poll_read(cx, &mut read) {
+                    Poll::Pending => {
+                        if self.need_flush {
+                            ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                            self.need_flush = false;
+                        }
+                        self.buffer = None;
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Ready(Ok(())) => {
+                        let n = read.filled().len();
+                        if n == 0 {
+                            self.read_done = true;
+                        } else {
+                            (self.start, self.end) = (0, n);
+                            self.moved += n as u64;
+                            activity.touch();
+                        }
+                    }
+                }
+            }
+            while self.start < self.end {
+                let Some(buffer) = self.buffer.as_deref() else {
+                    break;
+                };
+                let n =
+                    ready!(Pin::new(&mut *writer).poll_write(cx, &buffer[self.start..self.end]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.start += n;
+                self.need_flush = true;
+                activity.touch();
+            }
+            if self.read_done {
+                ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
+                self.finished = true;
+                self.buffer = None;
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 }
 
@@ -99,56 +181,6 @@ impl Activity {
             }
             tokio::time::sleep_until(deadline).await;
         }
-    }
-}
-
-/// A stream whose reads are counted and whose traffic marks activity.
-struct Metered<'a, S> {
-    inner: &'a mut S,
-    read: &'a AtomicU64,
-    activity: &'a Activity,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut *this.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            this.read.fetch_add(n as u64, Ordering::Relaxed);
-            this.activity.touch();
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<'_, S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut *this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            if n > 0 {
-                this.activity.touch();
-            }
-        }
-        polled
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -177,6 +209,50 @@ mod tests {
         let outcome = relay.await.expect("relay task");
         assert!(matches!(outcome.end, RelayEnd::Closed), "{outcome:?}");
         assert_eq!((outcome.up, outcome.down), (5, 6));
+    }
+
+    #[tokio::test]
+    async fn a_megabyte_arrives_whole_and_in_order() {
+        let (mut client, mut client_side) = tokio::io::duplex(4096);
+        let (mut dest_side, mut destination) = tokio::io::duplex(4096);
+        let relay = tokio::spawn(async move {
+            relay(&mut client_side, &mut dest_side, Duration::from_secs(60)).await
+        });
+        let sent: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let to_send = sent.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&to_send).await.expect("write");
+            client.shutdown().await.expect("half-close");
+            client
+        });
+        let mut got = Vec::new();
+        destination.read_to_end(&mut got).await.expect("read");
+        assert!(got == sent, "the bytes arrived changed");
+        destination.shutdown().await.expect("close");
+        drop(writer.await.expect("writer"));
+        let outcome = relay.await.expect("relay task");
+        assert_eq!((outcome.up, outcome.down), (1 << 20, 0));
+    }
+
+    #[tokio::test]
+    async fn a_quiet_direction_holds_no_buffer() {
+        let (mut client, mut client_side) = tokio::io::duplex(64);
+        let (mut dest_side, mut destination) = tokio::io::duplex(64);
+        let activity = Activity {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        };
+        let mut pump = Pump::default();
+        client.write_all(b"hi").await.expect("write");
+        let polled =
+            poll_fn(|cx| Poll::Ready(pump.poll(cx, &mut client_side, &mut dest_side, &activity)))
+                .await;
+        assert!(polled.is_pending(), "waits for more");
+        assert!(pump.buffer.is_none(), "nothing in flight, no buffer");
+        let mut got = [0u8; 2];
+        destination.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"hi");
+        assert_eq!(pump.moved, 2);
     }
 
     #[tokio::test(start_paused = true)]
