@@ -68,6 +68,28 @@ async fn ca_init_writes_a_ca_once() {
     assert!(!run().await.expect("ca init again").status.success());
 }
 
+async fn signal(child: &tokio::process::Child, which: &str) {
+    let pid = child.id().expect("pid").to_string();
+    let sent = Command::new("kill")
+        .args([which, &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(sent.success());
+}
+
+/// Retries a curl that prints a status code until it prints 200 (a signal
+/// is handled asynchronously), for at most 10 s.
+async fn poll_until_ok(args: &[&str]) -> bool {
+    for _ in 0..100 {
+        if curl(args).await.1 == "200" {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 async fn curl(args: &[&str]) -> (bool, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "10"])
@@ -119,6 +141,28 @@ async fn curl_through_both_listeners_then_sigterm_exits_0() {
     .await;
     assert!(ok);
     assert_eq!(status, "502");
+
+    // SIGHUP: a new account in the file is accepted on the next request;
+    // a broken file is refused and the running config stays.
+    let added = std::fs::read_to_string(&config).expect("config")
+        + "\n[[accounts]]\nid = \"acct-9\"\nsecret = \"ninth\"\n";
+    std::fs::write(&config, added).expect("config");
+    signal(&child, "-HUP").await;
+    let newcomer = format!("http://acct-9:ninth@{http}");
+    let reloaded = poll_until_ok(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        &newcomer,
+        &url,
+    ])
+    .await;
+    assert!(reloaded, "acct-9 is accepted after SIGHUP");
+    std::fs::write(&config, "[[listeners]]\nbroken = true\n").expect("config");
+    signal(&child, "-HUP").await;
+    assert_eq!(curl(&["-x", &newcomer, &url]).await, (true, "hello".into()));
 
     let pid = child.id().expect("pid");
     let killed = Command::new("kill")
