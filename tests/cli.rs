@@ -164,13 +164,7 @@ async fn curl_through_both_listeners_then_sigterm_exits_0() {
     signal(&child, "-HUP").await;
     assert_eq!(curl(&["-x", &newcomer, &url]).await, (true, "hello".into()));
 
-    let pid = child.id().expect("pid");
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await
-        .expect("kill");
-    assert!(killed.success());
+    signal(&child, "-TERM").await;
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("exits after SIGTERM")
