@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
@@ -21,9 +21,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::dial::{DialError, Dialer};
+use crate::prefix;
 use crate::target::Target;
-use crate::upstream::UpstreamErrorKind;
-use crate::upstream::{Endpoint, UpstreamError};
+use crate::upstream::{Endpoint, UpstreamError, UpstreamErrorKind};
 
 /// A connection towards the destination: direct, or through an upstream.
 pub struct EgressStream {
@@ -104,10 +104,7 @@ impl AsyncRead for EgressStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
+        if prefix::replay(&mut this.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         match &mut this.transport {

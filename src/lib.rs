@@ -48,6 +48,7 @@ pub mod listener;
 pub mod metrics;
 pub mod persist;
 pub mod pipeline;
+pub mod prefix;
 pub mod problem;
 pub mod relay;
 pub mod reload;

@@ -14,10 +14,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use crate::prefix;
 
 const NO_HEAD: u64 = u64::MAX;
 
@@ -167,15 +169,7 @@ impl AsyncRead for ClientIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
-            if this.prefix.is_empty() {
-                // An emptied `Bytes` still holds the head's buffer: let it go,
-                // so an idle keep-alive connection keeps only hyper's buffers.
-                this.prefix = Bytes::new();
-            }
+        if prefix::replay(&mut this.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
