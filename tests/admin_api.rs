@@ -88,6 +88,12 @@ impl Admin {
         }
     }
 
+    /// `PATCH /v2/session/rate-limit` with `body`.
+    async fn choose_policy(&self, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, "/v2/session/rate-limit", Some(body))
+            .await
+    }
+
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut request = self
             .client
@@ -181,48 +187,26 @@ async fn rate_limit_policies_and_plans() {
     assert!(strict["id"].as_u64().is_some());
 
     let paid_only = admin
-        .call(
-            Method::PATCH,
-            "/v2/session/rate-limit",
-            Some(json!({"account": "acct-1", "policy_slug": "pro"})),
-        )
+        .choose_policy(json!({"account": "acct-1", "policy_slug": "pro"}))
         .await;
     assert_error(&paid_only, 403, "errors/insufficient_privileges");
     let unknown = admin
-        .call(
-            Method::PATCH,
-            "/v2/session/rate-limit",
-            Some(json!({"account": "acct-1", "policy_slug": "nope"})),
-        )
+        .choose_policy(json!({"account": "acct-1", "policy_slug": "nope"}))
         .await;
     assert_error(&unknown, 400, "errors/invalid_parameters");
-    let missing = admin
-        .call(
-            Method::PATCH,
-            "/v2/session/rate-limit",
-            Some(json!({"policy_slug": "strict"})),
-        )
-        .await;
+    let missing = admin.choose_policy(json!({"policy_slug": "strict"})).await;
     assert_error(&missing, 400, "errors/missing_parameters");
     assert!(missing.1["detail"]
         .as_str()
         .unwrap_or("")
         .contains("account"));
     let nobody = admin
-        .call(
-            Method::PATCH,
-            "/v2/session/rate-limit",
-            Some(json!({"account": "nobody", "policy_slug": "strict"})),
-        )
+        .choose_policy(json!({"account": "nobody", "policy_slug": "strict"}))
         .await;
     assert_error(&nobody, 404, "errors/resource_not_found");
 
     let (status, view) = admin
-        .call(
-            Method::PATCH,
-            "/v2/session/rate-limit",
-            Some(json!({"account": "acct-1", "policy_slug": "strict"})),
-        )
+        .choose_policy(json!({"account": "acct-1", "policy_slug": "strict"}))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(view["current_policy"], "strict");
@@ -254,11 +238,7 @@ async fn rate_limit_policies_and_plans() {
         assert_eq!(ok.status(), StatusCode::OK, "other accounts are untouched");
     }
     let paid = admin
-        .call(
-            Method::PATCH,
-            "/v2/session/rate-limit",
-            Some(json!({"account": "acct-2", "policy_slug": "pro"})),
-        )
+        .choose_policy(json!({"account": "acct-2", "policy_slug": "pro"}))
         .await;
     assert_eq!(
         paid.0,
@@ -415,11 +395,7 @@ async fn runtime_changes_survive_a_restart() {
     let proxy = Proxy::start(&toml).await;
     let admin = Admin::new(&proxy);
     let (status, _) = admin
-        .call(
-            Method::PATCH,
-            "/v2/session/rate-limit",
-            Some(json!({"account": "acct-1", "policy_slug": "strict"})),
-        )
+        .choose_policy(json!({"account": "acct-1", "policy_slug": "strict"}))
         .await;
     assert_eq!(status, StatusCode::OK);
     admin

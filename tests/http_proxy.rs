@@ -170,15 +170,13 @@ async fn unreachable_destinations_are_provider_errors() {
     let origin = Origin::start().await;
     let proxy = Proxy::default().await;
     let dead = closed_port().await;
-    let response = proxy
-        .client()
-        .get(format!("http://{dead}/"))
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(response.status(), 502);
-    let json: serde_json::Value = response.json().await.expect("envelope");
-    assert_eq!(json["type"], "errors/provider_error");
+    assert_get_envelope(
+        &proxy,
+        format!("http://{dead}/"),
+        502,
+        "errors/provider_error",
+    )
+    .await;
     let connect = format!(
         "CONNECT {dead} HTTP/1.1\r\nHost: {dead}\r\nProxy-Authorization: {}\r\n\r\n",
         basic_auth()
@@ -203,16 +201,22 @@ async fn a_destination_that_never_answers_the_handshake_is_a_504() {
         eprintln!("skipping: could not fill a listen backlog on this kernel");
         return;
     };
-    let response = proxy
-        .client()
-        .get(format!("http://{blackhole}/"))
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(response.status(), 504);
-    let json: serde_json::Value = response.json().await.expect("envelope");
-    assert_eq!(json["type"], "errors/request_timeout");
+    assert_get_envelope(
+        &proxy,
+        format!("http://{blackhole}/"),
+        504,
+        "errors/request_timeout",
+    )
+    .await;
     assert_still_serving(&proxy, &origin).await;
+}
+
+/// A GET through the proxy that must be answered with this envelope.
+async fn assert_get_envelope(proxy: &Proxy, url: impl reqwest::IntoUrl, status: u16, kind: &str) {
+    let response = proxy.client().get(url).send().await.expect("answered");
+    assert_eq!(response.status(), status);
+    let json: serde_json::Value = response.json().await.expect("envelope");
+    assert_eq!(json["type"], kind, "{json}");
 }
 
 /// A loopback address whose SYNs go unanswered: a listener with a full
