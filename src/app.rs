@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use smallvec::SmallVec;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
 
 use arc_swap::ArcSwap;
@@ -31,6 +31,7 @@ use crate::persist;
 use crate::runtime::Runtime;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
+use crate::threads::{self, IngressThreads};
 use crate::upstream::{EgressSettings, TlsClient};
 
 /// How often idle accounts' rolling windows are freed.
@@ -76,13 +77,16 @@ pub struct App {
 impl App {
     /// Compiles `config` into runtime objects; fails when the store or a
     /// `[tls] extra_roots` file cannot be read.
-    pub fn new(config: &Config, clock: Clock) -> anyhow::Result<Self> {
+    /// `pools` is the number of ingress threads, each with its own pooled
+    /// origin connections.
+    pub fn new(config: &Config, clock: Clock, pools: usize) -> anyhow::Result<Self> {
         let settings = config.server.clone();
         let dialer = Dialer::new(settings.connect_timeout);
         let egress = Arc::new(EgressSettings {
             connect_timeout: settings.connect_timeout,
             idle_timeout: settings.idle_timeout,
             tls: TlsClient::new(&config.tls)?,
+            pools,
         });
         let store = Store::open(&config.state)?;
         let flush = Arc::new(Notify::new());
@@ -100,7 +104,7 @@ impl App {
             store,
             flush,
             clock,
-            forwarder: Forwarder::direct(dialer.clone(), settings.idle_timeout),
+            forwarder: Forwarder::direct(dialer.clone(), &egress),
             egress,
             dialer,
             connections: ConnectionLimit::new(settings.max_connections),
@@ -142,40 +146,65 @@ pub fn journal(config: &Config, flush: &Arc<Notify>) -> Option<Arc<Notify>> {
     }
 }
 
+/// Backlog of every proxy listener (the kernel caps it at `somaxconn`):
+/// bursts of new tunnels must not overflow the accept queue.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// The proxy with its listeners bound, ready to run.
 pub struct Server {
     app: Arc<App>,
-    listeners: Vec<BoundListener>,
+    /// One set of listeners per ingress thread, or the one set served on
+    /// the caller's runtime.
+    ingress: Vec<Vec<BoundListener>>,
+    threaded: bool,
     admin: TcpListener,
 }
 
 impl Server {
-    /// Binds every configured listener (port 0 picks a free port).
+    /// Binds every configured listener (port 0 picks a free port); the
+    /// proxy will serve on the caller's runtime.
     pub async fn bind(config: &Config) -> anyhow::Result<Server> {
         Self::bind_with_clock(config, Clock::system()).await
     }
 
     /// [`Server::bind`] with the limiters on `clock` (tests).
     pub async fn bind_with_clock(config: &Config, clock: Clock) -> anyhow::Result<Server> {
-        let app = Arc::new(App::new(config, clock)?);
+        Self::bind_inner(config, clock, 1, false).await
+    }
+
+    /// Binds every listener once per core: connections are served by
+    /// [`crate::threads`], one single-threaded runtime per core.
+    pub async fn bind_per_core(config: &Config) -> anyhow::Result<Server> {
+        Self::bind_inner(config, Clock::system(), threads::per_core(), true).await
+    }
+
+    async fn bind_inner(
+        config: &Config,
+        clock: Clock,
+        copies: usize,
+        threaded: bool,
+    ) -> anyhow::Result<Server> {
+        let app = Arc::new(App::new(config, clock, copies)?);
         persist::restore(&app)?;
-        let mut listeners = Vec::with_capacity(config.listeners.len());
+        let mut ingress: Vec<Vec<BoundListener>> = (0..copies).map(|_| Vec::new()).collect();
         for l in &config.listeners {
-            let tcp = TcpListener::bind(l.addr)
-                .await
+            let sockets = listen_copies(l.addr, copies)
                 .with_context(|| format!("cannot listen on {}", l.addr))?;
-            listeners.push(BoundListener {
-                protocol: l.protocol,
-                tcp,
-                account: l.account.as_deref().map(Arc::from),
-            });
+            for (set, tcp) in ingress.iter_mut().zip(sockets) {
+                set.push(BoundListener {
+                    protocol: l.protocol,
+                    tcp,
+                    account: l.account.as_deref().map(Arc::from),
+                });
+            }
         }
         let admin = TcpListener::bind(config.admin.addr)
             .await
             .with_context(|| format!("cannot listen on {} (admin)", config.admin.addr))?;
         Ok(Server {
             app,
-            listeners,
+            ingress,
+            threaded,
             admin,
         })
     }
@@ -198,7 +227,8 @@ impl Server {
 
     /// The bound address of each listener, in config order.
     pub fn local_addrs(&self) -> Vec<(ListenerProtocol, SocketAddr)> {
-        self.listeners
+        let first = self.ingress.first().map(Vec::as_slice).unwrap_or_default();
+        first
             .iter()
             .filter_map(|l| Some((l.protocol, l.tcp.local_addr().ok()?)))
             .collect()
@@ -208,31 +238,87 @@ impl Server {
     /// once, in-flight work gets `shutdown_grace`. Returns whether every
     /// connection and tunnel ended within the grace period.
     pub async fn run(self, stop: impl Future<Output = ()>) -> bool {
-        for bound in self.listeners {
-            tokio::spawn(listener::accept_loop(self.app.clone(), bound));
+        let Server {
+            app,
+            ingress,
+            threaded,
+            admin,
+        } = self;
+        let threads = start_ingress(&app, ingress, threaded);
+        tokio::spawn(admin::serve(app.clone(), admin));
+        let compactor = tokio::spawn(app.clone().compact_limiters());
+        let flusher = tokio::spawn(persist::run(app.clone()));
+        if threads.is_ok() {
+            stop.await;
         }
-        tokio::spawn(admin::serve(self.app.clone(), self.admin));
-        let compactor = tokio::spawn(self.app.clone().compact_limiters());
-        let flusher = tokio::spawn(persist::run(self.app.clone()));
-        stop.await;
         compactor.abort();
         tracing::info!("shutting down");
-        self.app.shutdown.begin();
-        let drained = self
-            .app
-            .shutdown
-            .drain(self.app.settings.shutdown_grace)
-            .await;
+        app.shutdown.begin();
+        let drained = app.shutdown.drain(app.settings.shutdown_grace).await;
         if !drained {
             tracing::warn!("grace period over; closing remaining connections");
         }
+        if let Ok(Some(threads)) = threads {
+            let _ = tokio::task::spawn_blocking(move || threads.stop()).await;
+        }
         flusher.abort();
-        let app = self.app.clone();
-        match tokio::task::spawn_blocking(move || persist::close(&app)).await {
+        let closing = app.clone();
+        match tokio::task::spawn_blocking(move || persist::close(&closing)).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!(%err, "last usage snapshot not written"),
             Err(err) => tracing::error!(%err, "last usage snapshot failed"),
         }
         drained
     }
+}
+
+/// Starts serving the listeners: on ingress threads when `threaded`, else
+/// on the caller's runtime. An error means no ingress thread could start
+/// (logged here); pacer then stops at once.
+fn start_ingress(
+    app: &Arc<App>,
+    ingress: Vec<Vec<BoundListener>>,
+    threaded: bool,
+) -> Result<Option<IngressThreads>, ()> {
+    if threaded {
+        return match IngressThreads::start(app, ingress) {
+            Ok(threads) => Ok(Some(threads)),
+            Err(err) => {
+                tracing::error!(%err, "cannot start the ingress threads; stopping");
+                Err(())
+            }
+        };
+    }
+    for bound in ingress.into_iter().flatten() {
+        tokio::spawn(listener::accept_loop(app.clone(), bound));
+    }
+    Ok(None)
+}
+
+/// `copies` listening sockets on `addr` (with `SO_REUSEPORT` when more
+/// than one); port 0 picks one free port for all of them.
+fn listen_copies(addr: SocketAddr, copies: usize) -> std::io::Result<Vec<TcpListener>> {
+    let mut addr = addr;
+    if copies > 1 {
+        // SO_REUSEPORT would let a second pacer started on the same port
+        // share it silently: a plain bind first fails if anyone listens.
+        let probe = std::net::TcpListener::bind(addr)?;
+        addr = probe.local_addr()?;
+    }
+    let mut sockets = Vec::with_capacity(copies);
+    for _ in 0..copies {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        if copies > 1 {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(addr)?;
+        addr = socket.local_addr()?;
+        sockets.push(socket.listen(LISTEN_BACKLOG)?);
+    }
+    Ok(sockets)
 }

@@ -67,6 +67,7 @@ mod tests {
             connect_timeout: std::time::Duration::from_secs(1),
             idle_timeout: std::time::Duration::from_secs(1),
             tls: crate::upstream::TlsClient::new(&config.tls).expect("tls"),
+            pools: 1,
         });
         let runtime =
             crate::runtime::Runtime::build(&config, &Default::default(), None, None, &egress);

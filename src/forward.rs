@@ -24,12 +24,15 @@ use crate::egress::{EgressConnector, EgressError};
 use crate::error::ProxyError;
 use crate::replay::AttemptBody;
 use crate::target::Target;
-use crate::upstream::{Endpoint, UpstreamError, UpstreamErrorKind};
+use crate::threads;
+use crate::upstream::{EgressSettings, Endpoint, UpstreamError, UpstreamErrorKind};
 
-/// Sends absolute-form requests over one route's pooled connections.
+/// Sends absolute-form requests over one route's pooled connections: one
+/// pool per ingress thread (see [`crate::threads`]), so a request and its
+/// origin connection always run on the same thread.
 #[derive(Clone)]
 pub struct Forwarder {
-    client: Client<EgressConnector, AttemptBody>,
+    pools: Arc<[Client<EgressConnector, AttemptBody>]>,
     response_timeout: Duration,
     /// The upstream this pool goes through; `None` for direct.
     via: Option<Arc<Endpoint>>,
@@ -48,27 +51,41 @@ pub enum ForwardError {
 impl Forwarder {
     /// Direct to origins, dialing with `dialer`, keeping idle connections
     /// for `idle_timeout` and waiting at most that long for a response head.
-    pub fn direct(dialer: Dialer, idle_timeout: Duration) -> Self {
-        Self::new(EgressConnector::Direct(dialer), None, idle_timeout)
+    pub fn direct(dialer: Dialer, settings: &EgressSettings) -> Self {
+        Self::new(EgressConnector::Direct(dialer), None, settings)
     }
 
     /// Through the upstream `endpoint`.
-    pub fn via(endpoint: Arc<Endpoint>, idle_timeout: Duration) -> Self {
+    pub fn via(endpoint: Arc<Endpoint>, settings: &EgressSettings) -> Self {
         let connector = EgressConnector::Upstream(endpoint.clone());
-        Self::new(connector, Some(endpoint), idle_timeout)
+        Self::new(connector, Some(endpoint), settings)
     }
 
-    fn new(connector: EgressConnector, via: Option<Arc<Endpoint>>, idle: Duration) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(idle)
-            .http1_preserve_header_case(true)
-            .build(connector);
+    fn new(
+        connector: EgressConnector,
+        via: Option<Arc<Endpoint>>,
+        settings: &EgressSettings,
+    ) -> Self {
+        let idle = settings.idle_timeout;
+        let pools = (0..settings.pools.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(idle)
+                    .http1_preserve_header_case(true)
+                    .build(connector.clone())
+            })
+            .collect();
         Forwarder {
-            client,
+            pools,
             response_timeout: idle,
             via,
         }
+    }
+
+    /// The calling ingress thread's pool.
+    fn pool(&self) -> &Client<EgressConnector, AttemptBody> {
+        &self.pools[threads::index() % self.pools.len()]
     }
 
     /// Forwards a prepared `request` (see [`prepare_request`]) to `target`
@@ -82,7 +99,7 @@ impl Forwarder {
             let headers = request.headers_mut();
             headers.insert(header::PROXY_AUTHORIZATION, value.clone());
         }
-        let sent = tokio::time::timeout(self.response_timeout, self.client.request(request));
+        let sent = tokio::time::timeout(self.response_timeout, self.pool().request(request));
         let mut response = match sent.await {
             Err(_) => {
                 return Err(ForwardError::Final(ProxyError::OriginTimeout {

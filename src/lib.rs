@@ -24,7 +24,8 @@
 //!   [`body`]: response bodies that close out a request.
 //! - [`context`]: one value per request or tunnel; [`access_log`]: its line.
 //! - [`app`]: the shared [`app::App`] handle and the [`app::Server`] that
-//!   binds and runs the listeners; [`shutdown`]: stop signal and grace.
+//!   binds and runs the listeners; [`threads`]: one single-threaded
+//!   runtime per core serving them; [`shutdown`]: stop signal and grace.
 //! - [`config`]: `pacer.toml`, from file shape to a validated config;
 //!   [`ca`]: `pacer ca init`.
 
@@ -58,4 +59,5 @@ pub mod runtime;
 pub mod shutdown;
 pub mod store;
 pub mod target;
+pub mod threads;
 pub mod upstream;

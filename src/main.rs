@@ -115,7 +115,9 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Connections are served on one runtime per core (`pacer::threads`);
+    // this one runs the admin API, the usage flusher and signals.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -126,7 +128,9 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: &Config, path: &Path) -> anyhow::Result<()> {
-    let server = Server::bind(config).await?.reload_from(path.to_path_buf());
+    let server = Server::bind_per_core(config)
+        .await?
+        .reload_from(path.to_path_buf());
     for (protocol, addr) in server.local_addrs() {
         tracing::info!(?protocol, %addr, "listening");
     }

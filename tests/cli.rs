@@ -171,3 +171,39 @@ async fn curl_through_both_listeners_then_sigterm_exits_0() {
         .expect("wait");
     assert_eq!(status.code(), Some(0));
 }
+
+/// Each core listens on its own SO_REUSEPORT socket; a second pacer on a
+/// port that is already served must still fail, not share the port.
+#[tokio::test]
+async fn a_second_pacer_on_a_served_port_exits_with_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("pacer.toml");
+    std::fs::write(&config, base_config("")).expect("write config");
+    let (mut first, addrs) = spawn_pacer(&config, 3).await;
+
+    let second = dir.path().join("second.toml");
+    let taken = base_config("").replacen(
+        "protocol = \"http\"\naddr = \"127.0.0.1:0\"",
+        &format!("protocol = \"http\"\naddr = \"{}\"", addrs[0]),
+        1,
+    );
+    std::fs::write(&second, taken).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .arg("--config")
+        .arg(&second)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .expect("the second pacer exits")
+        .expect("run pacer");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+
+    signal(&first, "-TERM").await;
+    let status = tokio::time::timeout(Duration::from_secs(20), first.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}

@@ -42,6 +42,7 @@ country = "US"
         connect_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(1),
         tls: TlsClient::new(&TlsConfig::default()).expect("tls"),
+        pools: 1,
     });
     Router::new(&config, settings)
 }

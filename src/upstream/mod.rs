@@ -40,6 +40,8 @@ pub struct EgressSettings {
     pub idle_timeout: Duration,
     /// TLS to `https` proxies.
     pub tls: TlsClient,
+    /// Plain-HTTP pools per route: one per ingress thread.
+    pub pools: usize,
 }
 
 /// One upstream proxy, ready to dial.
@@ -165,7 +167,7 @@ impl Upstream {
     pub fn new(url: UpstreamUrl, settings: &Arc<EgressSettings>) -> Self {
         let endpoint = Arc::new(Endpoint::new(url, settings.clone()));
         Upstream {
-            forwarder: Forwarder::via(endpoint.clone(), settings.idle_timeout),
+            forwarder: Forwarder::via(endpoint.clone(), settings),
             endpoint,
         }
     }

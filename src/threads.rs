@@ -1,0 +1,136 @@
+//! Ingress threads: one single-threaded tokio runtime per core, each
+//! accepting on its own `SO_REUSEPORT` copy of every listener, so that a
+//! connection, its requests, its pooled origin connections and its tunnels
+//! all run on the thread that accepted it. The kernel spreads new
+//! connections over the copies; no task ever hops between threads, which on
+//! a busy machine saves a cross-thread wake-up at every step of a request.
+//!
+//! The main thread keeps its own runtime for everything else (admin API,
+//! usage flusher, signals, shutdown). Each ingress thread knows its index
+//! ([`index`]), which picks its own pool in [`crate::forward::Forwarder`].
+
+use std::cell::Cell;
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::ListenerProtocol;
+use crate::listener::{self, BoundListener};
+
+/// How long an ingress thread waits for its leftover tasks once told to
+/// stop (the grace period has already been spent by then).
+const LEFTOVER_WAIT: Duration = Duration::from_millis(100);
+
+thread_local! {
+    static INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the ingress thread running the caller (0 elsewhere).
+pub fn index() -> usize {
+    INDEX.with(Cell::get)
+}
+
+/// The number of ingress threads to run: one per available core.
+pub fn per_core() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The running ingress threads.
+pub struct IngressThreads {
+    threads: Vec<JoinHandle<()>>,
+    stop: CancellationToken,
+}
+
+impl IngressThreads {
+    /// Starts one thread per element of `sets`, each serving its listeners
+    /// (registered with the caller's runtime; they move to the thread's).
+    pub fn start(app: &Arc<App>, sets: Vec<Vec<BoundListener>>) -> io::Result<Self> {
+        let stop = CancellationToken::new();
+        let mut threads = Vec::with_capacity(sets.len());
+        for (index, set) in sets.into_iter().enumerate() {
+            let portable = set
+                .into_iter()
+                .map(PortableListener::new)
+                .collect::<io::Result<Vec<_>>>()?;
+            let (app, stop) = (app.clone(), stop.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("pacer-ingress-{index}"))
+                .spawn(move || run_thread(index, &app, portable, &stop))?;
+            threads.push(thread);
+        }
+        Ok(IngressThreads { threads, stop })
+    }
+
+    /// Stops every thread, dropping whatever tasks are left, and waits for
+    /// them to exit.
+    pub fn stop(self) {
+        self.stop.cancel();
+        for thread in self.threads {
+            if thread.join().is_err() {
+                tracing::error!("an ingress thread panicked");
+            }
+        }
+    }
+}
+
+/// A listener detached from any runtime, on its way to an ingress thread.
+struct PortableListener {
+    protocol: ListenerProtocol,
+    std: std::net::TcpListener,
+    account: Option<Arc<str>>,
+}
+
+impl PortableListener {
+    /// Detaches `bound` from the runtime it was registered with.
+    fn new(bound: BoundListener) -> io::Result<Self> {
+        Ok(PortableListener {
+            protocol: bound.protocol,
+            std: bound.tcp.into_std()?,
+            account: bound.account,
+        })
+    }
+
+    /// Registers it with the calling thread's runtime.
+    fn register(self) -> io::Result<BoundListener> {
+        Ok(BoundListener {
+            protocol: self.protocol,
+            tcp: tokio::net::TcpListener::from_std(self.std)?,
+            account: self.account,
+        })
+    }
+}
+
+fn run_thread(
+    index: usize,
+    app: &Arc<App>,
+    listeners: Vec<PortableListener>,
+    stop: &CancellationToken,
+) {
+    INDEX.with(|cell| cell.set(index));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(%err, index, "cannot start an ingress runtime");
+            return;
+        }
+    };
+    runtime.block_on(async {
+        for listener in listeners {
+            match listener.register() {
+                Ok(bound) => {
+                    tokio::spawn(listener::accept_loop(app.clone(), bound));
+                }
+                Err(err) => tracing::error!(%err, index, "cannot register a listener"),
+            }
+        }
+        stop.cancelled().await;
+    });
+    runtime.shutdown_timeout(LEFTOVER_WAIT);
+}
