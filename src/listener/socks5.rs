@@ -16,7 +16,7 @@ use fast_socks5::server::{
 };
 use fast_socks5::util::target_addr::TargetAddr;
 use fast_socks5::{ReplyError, Socks5Command};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::Admission;
@@ -27,8 +27,16 @@ use crate::error::ProxyError;
 use crate::pipeline;
 use crate::target::Target;
 
-type Authenticated = Socks5ServerProtocol<TcpStream, states::Authenticated>;
-type CommandRead = Socks5ServerProtocol<TcpStream, states::CommandRead>;
+/// The client socket, read through a small buffer: the handshake's many
+/// short fields then cost one read each message, not one per field. Tunnel
+/// reads are larger than the buffer, so they bypass it.
+type ClientStream = BufReader<TcpStream>;
+type Authenticated = Socks5ServerProtocol<ClientStream, states::Authenticated>;
+type CommandRead = Socks5ServerProtocol<ClientStream, states::CommandRead>;
+
+/// Bytes of the client's handshake buffered at once (a whole greeting,
+/// credentials or CONNECT request fits).
+const HANDSHAKE_BUFFER: usize = 600;
 
 /// Serves one SOCKS5 client: handshake within `header_read_timeout`, then
 /// one CONNECT tunnel.
@@ -76,7 +84,7 @@ async fn handshake(
     stream: TcpStream,
     bound: Option<Arc<Account>>,
 ) -> Option<(CommandRead, Arc<Account>, Target)> {
-    let start = Socks5ServerProtocol::start(stream);
+    let start = Socks5ServerProtocol::start(BufReader::with_capacity(HANDSHAKE_BUFFER, stream));
     let (authenticated, account) = match bound {
         Some(account) => {
             let proto = start.negotiate_auth(&[NoAuthentication]).await.ok()?;
@@ -119,25 +127,25 @@ async fn refuse(app: &App, proto: CommandRead, mut ctx: RequestContext, err: &Pr
 struct Rfc1929;
 
 /// The socket between method selection and the credentials.
-struct Rfc1929Pending(TcpStream);
+struct Rfc1929Pending(ClientStream);
 
 /// The socket after credentials were accepted.
-struct Rfc1929Done(TcpStream);
+struct Rfc1929Done(ClientStream);
 
-impl AuthMethod<TcpStream> for Rfc1929 {
+impl AuthMethod<ClientStream> for Rfc1929 {
     type StartingState = Rfc1929Pending;
 
     fn method_id(self) -> u8 {
         0x02
     }
 
-    fn new(self, inner: TcpStream) -> Rfc1929Pending {
+    fn new(self, inner: ClientStream) -> Rfc1929Pending {
         Rfc1929Pending(inner)
     }
 }
 
-impl AuthMethodSuccessState<TcpStream> for Rfc1929Done {
-    fn into_inner(self) -> TcpStream {
+impl AuthMethodSuccessState<ClientStream> for Rfc1929Done {
+    fn into_inner(self) -> ClientStream {
         self.0
     }
 }
@@ -166,7 +174,7 @@ async fn rfc1929(app: &App, pending: Rfc1929Pending) -> Option<(Authenticated, A
     Some((Rfc1929Done(stream).finish_auth(), account))
 }
 
-async fn read_credentials(stream: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
+async fn read_credentials(stream: &mut ClientStream) -> Option<(Vec<u8>, Vec<u8>)> {
     let version = stream.read_u8().await.ok()?;
     if version != RFC1929_VERSION {
         return None;
@@ -177,7 +185,7 @@ async fn read_credentials(stream: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> 
 }
 
 /// A length-prefixed field of at most 255 bytes.
-async fn read_short_field(stream: &mut TcpStream) -> Option<Vec<u8>> {
+async fn read_short_field(stream: &mut ClientStream) -> Option<Vec<u8>> {
     let len = stream.read_u8().await.ok()?;
     let mut field = vec![0; len.into()];
     stream.read_exact(&mut field).await.ok()?;
