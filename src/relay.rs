@@ -5,7 +5,8 @@
 //! Each direction holds a 64 KiB buffer only while data is in flight: when
 //! a read finds nothing to read and nothing is left to write, the buffer is
 //! freed (the read has registered the wake-up). Idle tunnels then hold no
-//! relay buffers, and bulk transfers move 64 KiB per system call.
+//! relay buffers, and bulk transfers move 64 KiB per system call. Buffers
+//! are never zero-filled: reads land in their spare capacity.
 
 use std::future::poll_fn;
 use std::io;
@@ -14,8 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+use tokio_util::io::poll_read_buf;
 
 /// Bytes a direction reads at once while data flows.
 const BUFFER_BYTES: usize = 64 * 1024;
@@ -81,10 +83,10 @@ where
 /// One direction of a tunnel.
 #[derive(Default)]
 struct Pump {
-    /// Present only while data is in flight.
-    buffer: Option<Box<[u8]>>,
+    /// Present only while data is in flight; `buffer[start..]` is still to
+    /// be written. Never zero-filled: reads go into its spare capacity.
+    buffer: Option<Vec<u8>>,
     start: usize,
-    end: usize,
     read_done: bool,
     need_flush: bool,
     finished: bool,
@@ -109,12 +111,14 @@ impl Pump {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if self.start == self.end && !self.read_done {
+            let pending = self.buffer.as_ref().map_or(0, |b| b.len() - self.start);
+            if pending == 0 && !self.read_done {
                 let buffer = self
                     .buffer
-                    .get_or_insert_with(|| vec![0; BUFFER_BYTES].into_boxed_slice());
-                let mut read = ReadBuf::new(buffer);
-                match Pin::new(&mut *reader).poll_read(cx, &mut read) {
+                    .get_or_insert_with(|| Vec::with_capacity(BUFFER_BYTES));
+                buffer.clear();
+                self.start = 0;
+                match poll_read_buf(Pin::new(&mut *reader), cx, buffer) {
                     Poll::Pending => {
                         if self.need_flush {
                             ready!(Pin::new(&mut *writer).poll_flush(cx))?;
@@ -124,24 +128,18 @@ impl Pump {
                         return Poll::Pending;
                     }
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                    Poll::Ready(Ok(())) => {
-                        let n = read.filled().len();
-                        if n == 0 {
-                            self.read_done = true;
-                        } else {
-                            (self.start, self.end) = (0, n);
-                            self.moved += n as u64;
-                            activity.touch();
-                        }
+                    Poll::Ready(Ok(0)) => self.read_done = true,
+                    Poll::Ready(Ok(n)) => {
+                        self.moved += n as u64;
+                        activity.touch();
                     }
                 }
             }
-            while self.start < self.end {
-                let Some(buffer) = self.buffer.as_deref() else {
+            while let Some(unsent) = self.buffer.as_deref().and_then(|b| b.get(self.start..)) {
+                if unsent.is_empty() {
                     break;
-                };
-                let n =
-                    ready!(Pin::new(&mut *writer).poll_write(cx, &buffer[self.start..self.end]))?;
+                }
+                let n = ready!(Pin::new(&mut *writer).poll_write(cx, unsent))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
