@@ -17,6 +17,12 @@ use std::sync::Arc;
 use pacer::app::{App, Server};
 use pacer::config::{self, Config};
 
+/// jemalloc: less memory per idle connection and cheaper allocation than
+/// glibc's malloc (BENCHMARKS.md has the figures).
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pacer",
