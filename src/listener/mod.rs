@@ -11,6 +11,7 @@ pub mod head;
 pub mod http;
 pub mod socks5;
 
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,29 +93,22 @@ pub async fn accept_loop(app: Arc<App>, bound: BoundListener) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let task = serve(
-            app.clone(),
-            bound.protocol,
-            bound.account.clone(),
-            stream,
-            peer,
-            admission,
-        );
-        app.shutdown.spawn(task);
+        serve(&app, &bound, stream, peer, admission);
     }
 }
 
-async fn serve(
-    app: Arc<App>,
-    protocol: ListenerProtocol,
-    bound_to: Option<Arc<str>>,
+/// Spawns the connection's task. Each protocol's task is spawned on its
+/// own, so that a task's memory is sized for its protocol's future only.
+fn serve(
+    app: &Arc<App>,
+    bound: &BoundListener,
     stream: TcpStream,
     peer: std::net::SocketAddr,
     admission: Admission,
 ) {
-    let account = match bound_to {
+    let account = match &bound.account {
         None => None,
-        Some(id) => match app.runtime.load().accounts.get(&id) {
+        Some(id) => match app.runtime.load().accounts.get(id) {
             Some(account) => Some(account),
             None => {
                 tracing::warn!(account = %id, "bound account no longer configured; connection closed");
@@ -122,19 +116,28 @@ async fn serve(
             }
         },
     };
-    let kind = match protocol {
+    let kind = match bound.protocol {
         ListenerProtocol::Http => ListenerKind::Http,
         ListenerProtocol::Socks5 => ListenerKind::Socks5,
     };
-    let _open = app.metrics.connection(kind);
-    match protocol {
+    let open = app.metrics.connection(kind);
+    let owned = app.clone();
+    match bound.protocol {
         ListenerProtocol::Http => {
-            http::serve_connection(app, stream, peer, account, admission).await
+            let task = http::serve_connection(owned, stream, peer, account, admission);
+            app.shutdown.spawn(holding(open, task));
         }
         ListenerProtocol::Socks5 => {
-            socks5::serve_connection(app, stream, peer, account, admission).await
+            let task = socks5::serve_connection(owned, stream, peer, account, admission);
+            app.shutdown.spawn(holding(open, task));
         }
     }
+}
+
+/// Runs `task`, keeping `guard` until it ends.
+async fn holding<G, F: Future<Output = ()>>(guard: G, task: F) {
+    task.await;
+    drop(guard);
 }
 
 async fn accept_failed(err: &io::Error) {

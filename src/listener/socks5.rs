@@ -48,7 +48,9 @@ pub async fn serve_connection(
     admission: Admission,
 ) {
     let refused = matches!(admission, Admission::Refused(_));
-    let handshake = handshake(&app, stream, bound);
+    // Boxed, as is the tunnel's opening below: the task keeps only the
+    // relay's state for the tunnel's life, not these larger futures.
+    let handshake = Box::pin(handshake(&app, stream, bound));
     let Ok(Some((proto, account, target))) =
         tokio::time::timeout(app.settings.header_read_timeout, handshake).await
     else {
@@ -61,7 +63,7 @@ pub async fn serve_connection(
         let err = ProxyError::Unavailable("pacer is at its connection limit");
         return refuse(&app, proto, ctx, &err).await;
     }
-    match pipeline::open_tunnel(&app, &mut ctx, &account, target).await {
+    match Box::pin(pipeline::open_tunnel(&app, &mut ctx, &account, target)).await {
         Ok(tunnel) => {
             let bound_addr = tunnel
                 .destination
