@@ -48,21 +48,37 @@ pub struct IngressThreads {
 impl IngressThreads {
     /// Starts one thread per element of `sets`, each serving its listeners
     /// (registered with the caller's runtime; they move to the thread's).
+    /// On an error the threads already started are stopped again.
     pub fn start(app: &Arc<App>, sets: Vec<Vec<BoundListener>>) -> io::Result<Self> {
-        let stop = CancellationToken::new();
-        let mut threads = Vec::with_capacity(sets.len());
+        let mut running = IngressThreads {
+            threads: Vec::with_capacity(sets.len()),
+            stop: CancellationToken::new(),
+        };
         for (index, set) in sets.into_iter().enumerate() {
-            let portable = set
-                .into_iter()
-                .map(PortableListener::new)
-                .collect::<io::Result<Vec<_>>>()?;
-            let (app, stop) = (app.clone(), stop.clone());
-            let thread = std::thread::Builder::new()
-                .name(format!("pacer-ingress-{index}"))
-                .spawn(move || run_thread(index, &app, portable, &stop))?;
-            threads.push(thread);
+            if let Err(err) = running.start_one(index, app, set) {
+                running.stop();
+                return Err(err);
+            }
         }
-        Ok(IngressThreads { threads, stop })
+        Ok(running)
+    }
+
+    fn start_one(
+        &mut self,
+        index: usize,
+        app: &Arc<App>,
+        set: Vec<BoundListener>,
+    ) -> io::Result<()> {
+        let portable = set
+            .into_iter()
+            .map(PortableListener::new)
+            .collect::<io::Result<Vec<_>>>()?;
+        let (app, stop) = (app.clone(), self.stop.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("pacer-ingress-{index}"))
+            .spawn(move || run_thread(index, &app, portable, &stop))?;
+        self.threads.push(thread);
+        Ok(())
     }
 
     /// Stops every thread, dropping whatever tasks are left, and waits for
