@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::clients::{assert_echoes, authority, http_connect, socks_connect};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -343,4 +344,29 @@ async fn shutdown_refuses_new_connections_and_finishes_in_flight_requests() {
         stopping.await.expect("stop task"),
         "drained within the grace period"
     );
+}
+
+/// The binary's layout (one runtime per core, each with its own copy of
+/// every listener): requests, tunnels on both listeners, then a clean stop
+/// that joins the threads.
+#[tokio::test]
+async fn per_core_ingress_threads_serve_every_door_and_stop() {
+    let origin = Origin::start().await;
+    let echo = echo_server().await;
+    let proxy = Proxy::start_per_core(&base_config("")).await;
+    let client = proxy.client();
+    for _ in 0..8 {
+        let fresh = client.get(origin.url("/")).send().await.expect("send");
+        assert_eq!(fresh.text().await.expect("body"), "hello");
+    }
+    let mut tunnel = http_connect(&proxy, "acct-1", &authority(echo))
+        .await
+        .expect("CONNECT tunnel");
+    assert_echoes(&mut tunnel).await;
+    let (reply, socks) = socks_connect(&proxy, "acct-1", "127.0.0.1", echo.port()).await;
+    assert_eq!(reply, 0);
+    assert_echoes(&mut socks.expect("socks tunnel")).await;
+    drop((tunnel, client));
+    let drained = tokio::time::timeout(WITHIN, proxy.stop()).await;
+    assert_eq!(drained.ok(), Some(true), "stops within the grace period");
 }

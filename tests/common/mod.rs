@@ -97,6 +97,16 @@ impl Proxy {
         Self::run(Server::bind(&config).await.expect("bind proxy")).await
     }
 
+    /// Starts the proxy from `toml` on one ingress thread per core, as the
+    /// `pacer` binary runs.
+    pub async fn start_per_core(toml: &str) -> Proxy {
+        let config = match config::parse(toml, &|_| None) {
+            Ok(config) => config,
+            Err(errors) => panic!("test config invalid: {errors:?}"),
+        };
+        Self::run(Server::bind_per_core(&config).await.expect("bind proxy")).await
+    }
+
     /// Starts the proxy from a config file it can reload.
     pub async fn start_file(path: &std::path::Path) -> Proxy {
         let config = config::load(path).unwrap_or_else(|errors| panic!("{errors}"));
