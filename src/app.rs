@@ -236,21 +236,20 @@ impl Server {
 
     /// Serves until `stop` resolves, then shuts down: listeners close at
     /// once, in-flight work gets `shutdown_grace`. Returns whether every
-    /// connection and tunnel ended within the grace period.
-    pub async fn run(self, stop: impl Future<Output = ()>) -> bool {
+    /// connection and tunnel ended within the grace period, or an error
+    /// when the ingress threads could not start (nothing was served).
+    pub async fn run(self, stop: impl Future<Output = ()>) -> anyhow::Result<bool> {
         let Server {
             app,
             ingress,
             threaded,
             admin,
         } = self;
-        let threads = start_ingress(&app, ingress, threaded);
+        let threads = start_ingress(&app, ingress, threaded)?;
         tokio::spawn(admin::serve(app.clone(), admin));
         let compactor = tokio::spawn(app.clone().compact_limiters());
         let flusher = tokio::spawn(persist::run(app.clone()));
-        if threads.is_ok() {
-            stop.await;
-        }
+        stop.await;
         compactor.abort();
         tracing::info!("shutting down");
         app.shutdown.begin();
@@ -258,7 +257,7 @@ impl Server {
         if !drained {
             tracing::warn!("grace period over; closing remaining connections");
         }
-        if let Ok(Some(threads)) = threads {
+        if let Some(threads) = threads {
             let _ = tokio::task::spawn_blocking(move || threads.stop()).await;
         }
         flusher.abort();
@@ -268,26 +267,21 @@ impl Server {
             Ok(Err(err)) => tracing::error!(%err, "last usage snapshot not written"),
             Err(err) => tracing::error!(%err, "last usage snapshot failed"),
         }
-        drained
+        Ok(drained)
     }
 }
 
 /// Starts serving the listeners: on ingress threads when `threaded`, else
-/// on the caller's runtime. An error means no ingress thread could start
-/// (logged here); pacer then stops at once.
+/// on the caller's runtime.
 fn start_ingress(
     app: &Arc<App>,
     ingress: Vec<Vec<BoundListener>>,
     threaded: bool,
-) -> Result<Option<IngressThreads>, ()> {
+) -> anyhow::Result<Option<IngressThreads>> {
     if threaded {
-        return match IngressThreads::start(app, ingress) {
-            Ok(threads) => Ok(Some(threads)),
-            Err(err) => {
-                tracing::error!(%err, "cannot start the ingress threads; stopping");
-                Err(())
-            }
-        };
+        let threads =
+            IngressThreads::start(app, ingress).context("cannot start the ingress threads")?;
+        return Ok(Some(threads));
     }
     for bound in ingress.into_iter().flatten() {
         tokio::spawn(listener::accept_loop(app.clone(), bound));
@@ -313,6 +307,7 @@ fn listen_copies(addr: SocketAddr, copies: usize) -> std::io::Result<Vec<TcpList
             TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
+        #[cfg(unix)]
         if copies > 1 {
             socket.set_reuseport(true)?;
         }

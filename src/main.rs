@@ -144,7 +144,7 @@ async fn serve(config: &Config, path: &Path) -> anyhow::Result<()> {
         tracing::info!(%addr, "admin API listening");
     }
     let app = server.app();
-    server.run(stop_signal(app)).await;
+    server.run(stop_signal(app)).await?;
     Ok(())
 }
 

@@ -34,9 +34,14 @@ pub fn index() -> usize {
     INDEX.with(Cell::get)
 }
 
-/// The number of ingress threads to run: one per available core.
+/// The number of ingress threads to run: one per available core (one
+/// where `SO_REUSEPORT` is not available).
 pub fn per_core() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    if cfg!(unix) {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        1
+    }
 }
 
 /// The running ingress threads.

@@ -84,7 +84,7 @@ pub struct Proxy {
     pub bound_socks: SocketAddr,
     pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<bool>,
+    task: JoinHandle<anyhow::Result<bool>>,
 }
 
 impl Proxy {
@@ -165,7 +165,8 @@ impl Proxy {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task).await.expect("server task")
+        let ran = (&mut self.task).await.expect("server task");
+        ran.expect("the server ran")
     }
 }
 
