@@ -6,8 +6,8 @@
 
 use divan::{black_box, Bencher};
 use http::Method;
-use pacer::classify::{Classifier, RequestShape};
 use pacer::config::ActionRule;
+use pacer::policy::classify::{Classifier, RequestShape};
 
 fn main() {
     divan::main();

@@ -24,11 +24,11 @@ use std::sync::{Arc, LazyLock};
 
 use divan::{black_box, Bencher};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use pacer::classify::{ActionSet, Classifier};
 use pacer::config::{Limit, LimitKey, LimitValue, Policy};
-use pacer::limit::clock::Clock;
-use pacer::limit::policy::PolicyLimits;
-use pacer::limit::AccountLimiter;
+use pacer::policy::classify::{ActionSet, Classifier};
+use pacer::policy::limit::clock::Clock;
+use pacer::policy::limit::policy::PolicyLimits;
+use pacer::policy::limit::AccountLimiter;
 
 const ACCOUNTS: usize = 100_000;
 

@@ -14,8 +14,9 @@ use tracing_subscriber::EnvFilter;
 
 use std::sync::Arc;
 
-use pacer::app::{App, Server};
 use pacer::config::{self, Config};
+use pacer::control::Control;
+use pacer::server::Server;
 
 /// jemalloc: less memory per idle connection and cheaper allocation than
 /// glibc's malloc (BENCHMARKS.md has the figures).
@@ -107,7 +108,7 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn ca_init(dir: &Path) -> anyhow::Result<ExitCode> {
-    let written = pacer::ca::init(dir)?;
+    let written = pacer::intercept::ca::init(dir)?;
     println!(
         "wrote {} (install in clients) and {} (keep private)",
         written.cert.display(),
@@ -121,7 +122,7 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
-    // Connections are served on one runtime per core (`pacer::threads`);
+    // Connections are served on one runtime per core (`pacer::ingress::threads`);
     // this one runs the admin API, the usage flusher and signals.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -143,14 +144,14 @@ async fn serve(config: &Config, path: &Path) -> anyhow::Result<()> {
     if let Some(addr) = server.admin_addr() {
         tracing::info!(%addr, "admin API listening");
     }
-    let app = server.app();
-    server.run(stop_signal(app)).await?;
+    let control = server.control();
+    server.run(stop_signal(control)).await?;
     Ok(())
 }
 
 /// Reloads the config file (SIGHUP), off the async threads.
-async fn reload(app: Arc<App>) {
-    match tokio::task::spawn_blocking(move || pacer::reload::reload(&app)).await {
+async fn reload(control: Arc<Control>) {
+    match tokio::task::spawn_blocking(move || pacer::control::reload::reload(&control)).await {
         Ok(Ok(_)) => {}
         Ok(Err(errors)) => {
             for error in errors {
@@ -163,7 +164,7 @@ async fn reload(app: Arc<App>) {
 
 /// Resolves on SIGINT or SIGTERM; reloads on SIGHUP.
 #[cfg(unix)]
-async fn stop_signal(app: Arc<App>) {
+async fn stop_signal(control: Arc<Control>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -177,12 +178,12 @@ async fn stop_signal(app: Arc<App>) {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return,
             _ = term.recv() => return,
-            _ = hup.recv() => reload(app.clone()).await,
+            _ = hup.recv() => reload(control.clone()).await,
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn stop_signal(_app: Arc<App>) {
+async fn stop_signal(_control: Arc<Control>) {
     let _ = tokio::signal::ctrl_c().await;
 }

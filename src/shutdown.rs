@@ -13,7 +13,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::error::ProxyError;
+/// New work refused because the shutdown has begun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("pacer is shutting down")]
+pub struct ShuttingDown;
 
 /// The stop signal and the tasks that must finish before exit.
 #[derive(Debug, Clone, Default)]
@@ -40,9 +43,9 @@ impl Shutdown {
     }
 
     /// Refuses new work once the shutdown has begun.
-    pub fn ensure_open(&self) -> Result<(), ProxyError> {
+    pub fn ensure_open(&self) -> Result<(), ShuttingDown> {
         if self.token.is_cancelled() {
-            Err(ProxyError::Unavailable("pacer is shutting down"))
+            Err(ShuttingDown)
         } else {
             Ok(())
         }

@@ -25,8 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use pacer::app::Server;
 use pacer::config::{self, ListenerProtocol};
+use pacer::server::Server;
 
 /// Default test secret of `acct-1`.
 pub const SECRET: &str = "s3cret";

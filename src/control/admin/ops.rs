@@ -1,0 +1,75 @@
+//! `GET /healthz`, `GET /metrics` and `POST /v1/reload`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::error::AdminError;
+use super::json;
+use crate::config::AccountRoute;
+use crate::control::{reload, Control};
+use crate::wire::body::ProxyBody;
+use crate::wire::request_id::RequestId;
+
+/// Always 200 while pacer runs.
+pub fn healthz() -> Response<ProxyBody> {
+    json(&json!({"status": "ok"}))
+}
+
+/// The Prometheus text exposition.
+pub fn metrics(app: &Control) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::full(Bytes::from(app.engine.metrics.encode())));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// Reloads the config file as SIGHUP does; a refused file answers 400
+/// `errors/invalid_parameters` with every error under `errors`.
+pub async fn reload(app: &Arc<Control>) -> Result<Response<ProxyBody>, AdminError> {
+    let reloading = app.clone();
+    let outcome = tokio::task::spawn_blocking(move || reload::reload(&reloading)).await;
+    let outcome = outcome?;
+    match outcome {
+        Ok(summary) => Ok(json(&json!({"status": "success", "reloaded": summary}))),
+        Err(errors) => Ok(refused(errors)),
+    }
+}
+
+fn refused(errors: Vec<String>) -> Response<ProxyBody> {
+    let id = RequestId::next();
+    let body = json!({
+        "type": "errors/invalid_parameters",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": format!("the config file was refused; the running config stays: {}", errors.join("; ")),
+        "instance": id.to_string(),
+        "errors": errors,
+    });
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = Response::new(ProxyBody::full(Bytes::from(bytes)));
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        headers.insert(crate::wire::problem::REQUEST_ID, value);
+    }
+    response
+}
+
+/// An account's route, with the upstream's password masked.
+pub fn route_view(route: &AccountRoute) -> Value {
+    match route {
+        AccountRoute::Direct => json!({"kind": "direct"}),
+        AccountRoute::Custom(url) => json!({"kind": "upstream", "upstream": url.to_string()}),
+        AccountRoute::Country(code) => json!({"kind": "country", "country": code.to_string()}),
+    }
+}

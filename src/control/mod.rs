@@ -1,0 +1,84 @@
+//! The control plane: what only the admin API, reloads and the usage
+//! flusher touch. [`Control`] holds the store, the admin write lock, the
+//! config path and the config pacer started with, beside the
+//! [`Engine`] whose snapshot it changes. [`admin`] serves the admin API;
+//! [`reload`] rebuilds the snapshot from the config file. Nothing here is
+//! on a request's path.
+
+pub mod admin;
+pub mod reload;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::config::{AdminConfig, Config};
+use crate::pipeline::Engine;
+use crate::state::persist;
+use crate::state::store::Store;
+
+/// How often changed usage is written even when no account is near its
+/// headroom.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often idle accounts' rolling windows are freed.
+const COMPACT_EVERY: Duration = Duration::from_secs(60);
+
+/// The control plane's state.
+pub struct Control {
+    /// The request path whose snapshot the control plane changes.
+    pub engine: Arc<Engine>,
+    /// The embedded store.
+    pub store: Store,
+    /// `[admin]` as started.
+    pub admin: AdminConfig,
+    /// Serializes every change of runtime state (admin changes and
+    /// reloads): read, modify, store, swap.
+    pub writes: tokio::sync::Mutex<()>,
+    /// The file a reload reads, when started from one.
+    pub config_path: OnceLock<PathBuf>,
+    /// Wakes the usage flusher; present when usage is persisted.
+    pub journal: Option<Arc<Notify>>,
+    /// The config pacer started with (restart-only sections are compared
+    /// against it on reload).
+    pub boot_config: Config,
+}
+
+impl Control {
+    /// Writes changed usage every second, or at once when an account nears
+    /// its headroom, until the task is aborted. Store writes run on the
+    /// blocking pool.
+    pub async fn flush_usage(self: Arc<Self>) {
+        let Some(wake) = self.journal.clone() else {
+            return;
+        };
+        let mut every = tokio::time::interval(FLUSH_EVERY);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = wake.notified() => {}
+            }
+            let control = self.clone();
+            let flushed = tokio::task::spawn_blocking(move || {
+                persist::flush(&control.store, &control.engine.snapshot.load(), false)
+            });
+            match flushed.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::error!(%err, "usage not persisted; will retry"),
+                Err(err) => tracing::error!(%err, "usage flush task failed"),
+            }
+        }
+    }
+
+    /// Frees idle accounts' limiter memory, until the task is aborted.
+    pub async fn compact_limiters(self: Arc<Self>) {
+        let mut every = tokio::time::interval(COMPACT_EVERY);
+        loop {
+            every.tick().await;
+            for account in self.engine.snapshot.load().accounts.iter() {
+                account.limiter.compact(&self.engine.clock);
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Reloading the config file (SIGHUP and `POST /v1/reload`): the file is
+//! validated, then actions, policies, account types and accounts are
+//! rebuilt beside the running snapshot and swapped in at once, under the
+//! same write lock as every admin change (so no change is lost to a
+//! reload running beside it). Everything is prepared before the swap; a
+//! reload that fails anywhere changes nothing. Limiter state and usage of
+//! existing accounts carry over (windows of unchanged limits too), an
+//! account added back finds its usage again, and in-flight requests and
+//! tunnels keep the snapshot they started with. `[server]`,
+//! `[[listeners]]`, `[admin]`, `[state]`, `[tls]` and `[mitm]` take effect
+//! only on restart.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::Control;
+use crate::config::{self, Config};
+use crate::state::persist;
+use crate::state::snapshot::Snapshot;
+
+/// Reloads the config file; on refusal, the errors (one per line). Blocks
+/// on the store and the write lock: call it off the async threads.
+pub fn reload(control: &Control) -> Result<Value, Vec<String>> {
+    let Some(path) = control.config_path.get() else {
+        return Err(vec![
+            "pacer was started without a config file to reload".into()
+        ]);
+    };
+    let config = config::load(path).map_err(|errors| {
+        errors
+            .to_string()
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    })?;
+    warn_about_restart_only_changes(&control.boot_config, &config);
+    let _writing = control.writes.blocking_lock();
+    let failed = |e: &dyn std::fmt::Display| vec![e.to_string()];
+    let changes = control.store.load_changes().map_err(|e| failed(&e))?;
+    let engine = &control.engine;
+    let previous = engine.snapshot.load_full();
+    let snapshot = Snapshot::build(
+        &config,
+        &changes,
+        Some(&previous),
+        control.journal.clone(),
+        &engine.egress,
+    )
+    .map_err(|e| failed(&e))?;
+    persist::restore_new(&control.store, &previous, &snapshot, &engine.clock)
+        .map_err(|e| failed(&e))?;
+    let summary = json!({
+        "actions": snapshot.classifier.len(),
+        "policies": snapshot.policies.len(),
+        "accounts": snapshot.accounts.len(),
+    });
+    engine.snapshot.store(Arc::new(snapshot));
+    tracing::info!(path = %path.display(), %summary, "config reloaded");
+    Ok(summary)
+}
+
+fn warn_about_restart_only_changes(running: &Config, file: &Config) {
+    let sections = [
+        ("[server]", running.server != file.server),
+        ("[[listeners]]", running.listeners != file.listeners),
+        ("[admin]", running.admin != file.admin),
+        ("[state]", running.state != file.state),
+        ("[tls]", running.tls != file.tls),
+        ("[mitm]", running.mitm != file.mitm),
+    ];
+    for (section, changed) in sections {
+        if changed {
+            tracing::warn!(
+                section,
+                "changed in the config file; takes effect on restart"
+            );
+        }
+    }
+}

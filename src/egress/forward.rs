@@ -1,0 +1,279 @@
+//! Plain HTTP forwarding (absolute-form `http://` requests): hop-by-hop
+//! headers removed both ways, `Host` set from the request URI, the request
+//! sent over a pooled keep-alive connection and the response streamed back.
+//!
+//! Each route has its own [`Forwarder`] (one for direct, one per upstream),
+//! so a pooled connection only ever carries its route's requests. Through
+//! an HTTP(S) proxy the connection goes to the proxy, requests are written
+//! in absolute-form with pacer's `Proxy-Authorization`, and the proxy's
+//! answer is passed on as it is, except a 407: that is pacer's credentials
+//! being refused, an upstream failure. Through SOCKS5 the connection is a
+//! tunnel to the origin.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Scheme;
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::connector::{EgressConnector, Way};
+use super::dial::Dialer;
+use super::error::EgressError;
+use super::replay::AttemptBody;
+use super::target::Target;
+use super::upstream::{EgressSettings, Endpoint, UpstreamError, UpstreamErrorKind};
+
+thread_local! {
+    static POOL: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Makes the calling thread use pool `index` of every [`Forwarder`] (each
+/// ingress thread calls this once, with its own index).
+pub fn use_pool(index: usize) {
+    POOL.with(|cell| cell.set(index));
+}
+
+/// Sends absolute-form requests over one route's pooled connections: one
+/// pool per ingress thread (see [`use_pool`]), so a request and its origin
+/// connection always run on the same thread.
+#[derive(Clone)]
+pub struct Forwarder {
+    pools: Arc<[Client<EgressConnector, AttemptBody>]>,
+    response_timeout: Duration,
+    /// The upstream this pool goes through; `None` for direct.
+    via: Option<Arc<Endpoint>>,
+}
+
+/// Why a forwarded request got no response to pass on.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// The route failed (connect, handshake, an upstream's 407): routing
+    /// decides whether another upstream is tried.
+    Egress(EgressError),
+    /// The destination was reached and failed or timed out.
+    Origin(OriginError),
+}
+
+/// The origin was reached but gave no response to pass on.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    /// No response head within `idle_timeout`.
+    #[error("{target} sent no response within {}", humantime::format_duration(*.after))]
+    TimedOut {
+        /// `host:port` of the origin.
+        target: String,
+        /// How long pacer waited.
+        after: Duration,
+    },
+    /// The exchange failed.
+    #[error("{target} failed: {reason}")]
+    Failed {
+        /// `host:port` of the origin.
+        target: String,
+        /// What hyper reported.
+        reason: String,
+    },
+}
+
+impl Forwarder {
+    /// Direct to origins, dialing with `dialer`, keeping idle connections
+    /// for `idle_timeout` and waiting at most that long for a response head.
+    pub fn direct(dialer: Dialer, settings: &Arc<EgressSettings>) -> Self {
+        Self::new(Way::Direct(dialer), None, settings)
+    }
+
+    /// Through the upstream `endpoint`.
+    pub fn via(endpoint: Arc<Endpoint>, settings: &Arc<EgressSettings>) -> Self {
+        Self::new(Way::Upstream(endpoint.clone()), Some(endpoint), settings)
+    }
+
+    fn new(way: Way, via: Option<Arc<Endpoint>>, settings: &Arc<EgressSettings>) -> Self {
+        let connector = EgressConnector::new(way, settings.clone());
+        let idle = settings.idle_timeout;
+        let pools = (0..settings.pools.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(idle)
+                    .http1_preserve_header_case(true)
+                    .build(connector.clone())
+            })
+            .collect();
+        Forwarder {
+            pools,
+            response_timeout: idle,
+            via,
+        }
+    }
+
+    /// The calling ingress thread's pool.
+    fn pool(&self) -> &Client<EgressConnector, AttemptBody> {
+        &self.pools[POOL.with(Cell::get) % self.pools.len()]
+    }
+
+    /// Forwards a prepared `request` (see [`prepare_request`]) to `target`
+    /// and returns the response head with its body still streaming.
+    pub async fn forward(
+        &self,
+        mut request: Request<AttemptBody>,
+        target: &Target,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        let proxy = self.absolute_form_proxy(request.uri());
+        if let Some(value) = proxy.and_then(|via| via.authorization()) {
+            let headers = request.headers_mut();
+            headers.insert(header::PROXY_AUTHORIZATION, value.clone());
+        }
+        let sent = tokio::time::timeout(self.response_timeout, self.pool().request(request));
+        let mut response = match sent.await {
+            Err(_) => {
+                return Err(ForwardError::Origin(OriginError::TimedOut {
+                    target: target.to_string(),
+                    after: self.response_timeout,
+                }))
+            }
+            Ok(Err(err)) => return Err(failure(proxy, err, target)),
+            Ok(Ok(response)) => response,
+        };
+        if let Some(via) = proxy.filter(|_| refused_credentials(&response)) {
+            let kind = UpstreamErrorKind::CredentialsRejected("HTTP 407".into());
+            let err = UpstreamError::new(via.label(), kind);
+            return Err(ForwardError::Egress(EgressError::Upstream(err)));
+        }
+        strip_hop_by_hop(response.headers_mut());
+        Ok(response)
+    }
+
+    /// The HTTP(S) proxy a request to `uri` is written to in absolute-form,
+    /// if any (an `https://` request goes through a tunnel instead).
+    fn absolute_form_proxy(&self, uri: &Uri) -> Option<&Arc<Endpoint>> {
+        let via = self.via.as_ref()?;
+        (via.speaks_http() && uri.scheme() == Some(&Scheme::HTTP)).then_some(via)
+    }
+}
+
+/// A 407: the HTTP proxy refused pacer's credentials.
+fn refused_credentials(response: &Response<Incoming>) -> bool {
+    response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+}
+
+/// What went wrong, from hyper's error chain: the connector's own error,
+/// else a broken HTTP proxy (`proxy`, the one the request was written to),
+/// else the origin (directly or behind a tunnel).
+fn failure(
+    proxy: Option<&Arc<Endpoint>>,
+    err: hyper_util::client::legacy::Error,
+    target: &Target,
+) -> ForwardError {
+    let mut client_side = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(current) = source {
+        if let Some(egress) = current.downcast_ref::<EgressError>() {
+            return ForwardError::Egress(egress.clone_for_wire());
+        }
+        // hyper's "user" errors: the client's upload failed, not the peer.
+        client_side |= current
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user);
+        source = current.source();
+    }
+    match proxy {
+        Some(via) if !client_side => {
+            let reason = format!("no response to a forwarded request: {err}");
+            ForwardError::Egress(EgressError::Upstream(UpstreamError::broken(
+                via.label(),
+                reason,
+            )))
+        }
+        Some(_) | None => ForwardError::Origin(OriginError::Failed {
+            target: target.to_string(),
+            reason: err.to_string(),
+        }),
+    }
+}
+
+/// The request URI names no host that can be sent as `Host`.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("request URI has no usable host")]
+pub struct NoHost;
+
+/// Removes what must not reach the origin and sets `Host` from the URI
+/// (RFC 9112 section 3.2.2).
+pub fn prepare_request(request: &mut Request<Incoming>) -> Result<(), NoHost> {
+    strip_hop_by_hop(request.headers_mut());
+    let host = host_header(request.uri()).ok_or(NoHost)?;
+    request.headers_mut().insert(header::HOST, host);
+    Ok(())
+}
+
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let authority = uri.authority()?;
+    let host_port = match authority.as_str().rsplit_once('@') {
+        Some((_, after)) => after,
+        None => authority.as_str(),
+    };
+    HeaderValue::from_str(host_port).ok()
+}
+
+/// Headers that only concern one hop (RFC 9110 section 7.6.1), plus the
+/// proxy credentials, which are consumed here.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TRAILER,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// Removes hop-by-hop headers, including every field `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_tokens_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("X-Foo, close"));
+        headers.insert("x-foo", HeaderValue::from_static("1"));
+        headers.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        headers.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        headers.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn host_comes_from_the_uri() {
+        let uri: Uri = "http://Example.com:8080/a?b".parse().expect("uri");
+        assert_eq!(host_header(&uri).expect("host"), "Example.com:8080");
+    }
+}

@@ -1,0 +1,148 @@
+//! Plan and Router on a paused clock: failover, cooldown expiry, sticky
+//! memory, budgets, and destination answers that cool nothing down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::RouteError;
+use super::{Hop, Router};
+use crate::config::{self, TlsConfig};
+use crate::egress::error::EgressError;
+use crate::egress::tls::TlsClient;
+use crate::egress::upstream::{
+    DestinationAnswer, EgressSettings, UpstreamError, UpstreamErrorKind,
+};
+
+fn router(routing: &str) -> Router {
+    let toml = format!(
+        r#"
+[routing]
+{routing}
+[[listeners]]
+protocol = "http"
+addr = "127.0.0.1:0"
+[policies.standard_policy]
+[[accounts]]
+id = "a"
+secret = "s"
+country = "US"
+[[accounts]]
+id = "custom"
+secret = "s"
+upstream = "socks5://127.0.0.1:9"
+[[upstreams]]
+url = "http://127.0.0.1:1"
+country = "US"
+[[upstreams]]
+url = "http://127.0.0.1:2"
+country = "US"
+"#
+    );
+    let config = config::parse(&toml, &|_| None).expect("config");
+    let settings = Arc::new(EgressSettings {
+        connect_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        tls: TlsClient::new(&TlsConfig::default()).expect("tls"),
+        pools: 1,
+    });
+    Router::new(&config, settings)
+}
+
+fn label(hop: &Hop) -> String {
+    hop.label().map(|l| l.to_string()).unwrap_or_default()
+}
+
+fn refused(hop: &Hop) -> EgressError {
+    let kind = UpstreamErrorKind::Broken("test".into());
+    EgressError::Upstream(UpstreamError::new(hop.label().expect("upstream"), kind))
+}
+
+fn unreachable_destination(hop: &Hop) -> EgressError {
+    let kind = UpstreamErrorKind::Destination {
+        target: "example.com:443".into(),
+        answer: DestinationAnswer::HttpStatus(502),
+    };
+    EgressError::Upstream(UpstreamError::new(hop.label().expect("upstream"), kind))
+}
+
+#[tokio::test(start_paused = true)]
+async fn failover_cooldown_and_sticky_memory() {
+    let router = router("failure_cooldown = \"30s\"");
+    let account: Arc<str> = Arc::from("a");
+    let mut plan = router.plan(&account);
+    let first = plan.next_hop().expect("first");
+    plan.failed(&first, refused(&first)).expect("may move on");
+    let second = plan.next_hop().expect("second");
+    assert_ne!(label(&first), label(&second));
+    plan.succeeded(&second);
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let mut again = router.plan(&account);
+    let hop = again.next_hop().expect("hop");
+    assert_eq!(label(&hop), label(&second), "sticks to the new upstream");
+    let other: Arc<str> = Arc::from("other-account");
+    router.set_route(
+        "other-account",
+        &crate::config::AccountRoute::Country("US".parse().expect("US")),
+    );
+    let mut fresh = router.plan(&other);
+    let hop = fresh.next_hop().expect("hop");
+    fresh.failed(&hop, refused(&hop)).expect("move on");
+    let hop = fresh.next_hop().expect("the other member");
+    fresh.failed(&hop, refused(&hop)).expect("move on");
+    assert!(matches!(
+        fresh.next_hop(),
+        Err(RouteError::Upstream { tried: 2, .. })
+    ));
+    let mut cooling = router.plan(&other);
+    assert!(matches!(
+        cooling.next_hop(),
+        Err(RouteError::NoUpstream { .. })
+    ));
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert!(
+        router.plan(&other).next_hop().is_ok(),
+        "back after the cooldown"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_destination_answer_ends_the_request_and_cools_nothing() {
+    let router = router("strategy = \"round_robin\"");
+    let account: Arc<str> = Arc::from("a");
+    let mut plan = router.plan(&account);
+    let hop = plan.next_hop().expect("hop");
+    let err = plan
+        .failed(&hop, unreachable_destination(&hop))
+        .expect_err("final");
+    assert!(matches!(err, RouteError::Upstream { .. }), "{err:?}");
+    assert!(!err.to_string().is_empty());
+    for _ in 0..2 {
+        assert!(router.plan(&account).next_hop().is_ok());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn budgets() {
+    let router = router("max_attempts = 1");
+    let account: Arc<str> = Arc::from("a");
+    let mut plan = router.plan(&account);
+    let hop = plan.next_hop().expect("hop");
+    assert!(plan.is_last());
+    plan.failed(&hop, refused(&hop)).expect("recorded");
+    assert!(matches!(
+        plan.next_hop(),
+        Err(RouteError::Upstream { tried: 1, .. })
+    ));
+    let custom: Arc<str> = Arc::from("custom");
+    let mut plan = router.plan(&custom);
+    let hop = plan.next_hop().expect("hop");
+    assert_eq!(label(&hop), "127.0.0.1:9");
+    plan.failed(&hop, refused(&hop)).expect("recorded");
+    assert!(
+        plan.next_hop().is_err(),
+        "a custom upstream gets one attempt"
+    );
+    assert!(router.plan(&custom).next_hop().is_ok(), "and no cooldown");
+    let unknown: Arc<str> = Arc::from("nobody");
+    assert!(matches!(router.plan(&unknown).next_hop(), Ok(Hop::Direct)));
+}

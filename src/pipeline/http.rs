@@ -1,0 +1,178 @@
+//! HTTP/1 served on any stream: hyper reads each request head, the client
+//! is identified (`Proxy-Authorization`, or the account a bound listener
+//! serves), and the request goes to the request entry (absolute-form) or
+//! the tunnel entry (CONNECT, relayed once the client upgrades). The
+//! listener calls [`serve_connection`] on a client socket; an intercepted
+//! tunnel will call it on the TLS stream inside.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::activity::ConnActivity;
+use super::close::CloseOut;
+use super::request::{self, with_waited, ProxyResponse};
+use super::{authenticate, bound_account, tunnel, Engine};
+use crate::egress::stream::EgressStream;
+use crate::egress::target::Target;
+use crate::policy::auth::Credentials;
+use crate::state::accounts::Account;
+use crate::telemetry::context::ListenerKind;
+use crate::wire::body::ProxyBody;
+use crate::wire::error::ProxyError;
+
+/// One client connection as the request path sees it.
+pub struct HttpClient {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Set on a bound listener: every client is this account.
+    pub bound: Option<Arc<str>>,
+    /// Its activity, for the listener's watchdog.
+    pub activity: Arc<ConnActivity>,
+    /// Whatever the listener keeps for the connection's whole life,
+    /// tunnels included (its connection permit).
+    pub held: Box<dyn Send + Sync>,
+}
+
+/// Serves HTTP/1 on `io` until the client closes, `cut` resolves (the
+/// listener's watchdog), or shutdown ends it after its current request.
+pub async fn serve_connection<S>(
+    engine: Arc<Engine>,
+    io: S,
+    client: HttpClient,
+    cut: impl Future<Output = ()>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client = Arc::new(client);
+    let service_engine = engine.clone();
+    let service = service_fn(move |request| {
+        let engine = service_engine.clone();
+        let client = client.clone();
+        async move { Ok::<_, Infallible>(handle(&engine, &client, request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(engine.settings.max_header_bytes.max(8192))
+        .preserve_header_case(true)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::pin!(cut);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => break,
+            () = cut.as_mut() => break,
+            () = engine.shutdown.begun(), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Answers one request: the origin's response, a tunnel's 200, or an
+/// envelope.
+async fn handle(
+    engine: &Arc<Engine>,
+    client: &Arc<HttpClient>,
+    request: Request<Incoming>,
+) -> ProxyResponse {
+    let mut close = CloseOut::new(
+        engine.clone(),
+        engine.context(ListenerKind::Http, client.peer),
+    );
+    close.on_connection(client.activity.clone());
+    close.ctx.method = Some(request.method().clone());
+    let identified = target_of(&request).and_then(|target| {
+        close.ctx.target = Some(target.clone());
+        Ok((identify(&mut close, client, &request)?, target))
+    });
+    let (account, target) = match identified {
+        Ok(found) => found,
+        Err(err) => return request::refuse(close, &err),
+    };
+    if request.method() == Method::CONNECT {
+        return connect(engine, close, client, &account, request, target).await;
+    }
+    request::serve(engine, close, &account, request, target).await
+}
+
+/// Where the request goes: a CONNECT authority, or an absolute URI.
+fn target_of(request: &Request<Incoming>) -> Result<Target, ProxyError> {
+    if request.method() == Method::CONNECT {
+        return Target::from_connect(request.uri()).ok_or(ProxyError::MalformedRequest(
+            "CONNECT needs a host:port target",
+        ));
+    }
+    Target::from_absolute(request.uri()).ok_or(ProxyError::MalformedRequest(
+        "a proxy request needs an absolute http:// or https:// URI",
+    ))
+}
+
+/// The account of the request: the bound one, or its credentials'.
+fn identify(
+    close: &mut CloseOut,
+    client: &HttpClient,
+    request: &Request<Incoming>,
+) -> Result<Arc<Account>, ProxyError> {
+    let account = match &client.bound {
+        Some(id) => bound_account(&mut close.ctx, id)?,
+        None => {
+            let header = request.headers().get(http::header::PROXY_AUTHORIZATION);
+            authenticate(&mut close.ctx, &Credentials::from_basic(header)?)?
+        }
+    };
+    Ok(account)
+}
+
+/// A CONNECT: the destination opened, answered 200, relayed once the
+/// client upgrades.
+async fn connect(
+    engine: &Arc<Engine>,
+    mut close: CloseOut,
+    client: &Arc<HttpClient>,
+    account: &Account,
+    mut request: Request<Incoming>,
+    target: Target,
+) -> ProxyResponse {
+    match tunnel::open(engine, &mut close, account, &target).await {
+        Ok(destination) => {
+            close.ctx.succeeded(StatusCode::OK.as_u16());
+            let waited = close.ctx.waited;
+            let upgrade = hyper::upgrade::on(&mut request);
+            spawn_relay(engine, client.clone(), close, upgrade, destination);
+            with_waited(Response::new(ProxyBody::empty()), waited)
+        }
+        Err(err) => request::refuse(close, &err),
+    }
+}
+
+fn spawn_relay(
+    engine: &Engine,
+    client: Arc<HttpClient>,
+    close: CloseOut,
+    upgrade: OnUpgrade,
+    destination: EgressStream,
+) {
+    engine.shutdown.spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let mut io = TokioIo::new(upgraded);
+                tunnel::relay(close, &mut io, destination).await;
+            }
+            Err(err) => {
+                tracing::debug!(id = %close.ctx.id, %err, "client left before the tunnel opened")
+            }
+        }
+        drop(client);
+    });
+}

@@ -1,0 +1,113 @@
+//! The driver: every request and tunnel goes through here, whatever
+//! listener it came in on.
+//!
+//! - [`Engine`]: what the request path reads: server settings, the
+//!   current [`Snapshot`] (loaded once per request into its
+//!   [`RequestContext`]), the [`Limiter`], the clock, direct egress, the
+//!   shutdown signal and the metrics. Nothing of the control plane.
+//! - [`http`]: HTTP/1 served on any stream: each request identified, then
+//!   handed to [`request`] (plain HTTP) or [`tunnel`] (CONNECT).
+//! - [`request`]: one plain request: classify > admit > route > forward.
+//! - [`tunnel`]: one tunnel (HTTP CONNECT or SOCKS5): classify > admit >
+//!   route > dial, then relay; where interception is decided.
+//! - [`admit`]: classification and admission, shared by both.
+//! - [`attempt`]: the one loop over the hops of the account's route plan.
+//! - [`close`]: the one close-out (access line, metrics, limiter release)
+//!   that every request and tunnel reaches, on every path.
+//! - [`activity`]: an HTTP connection's activity and watchdog.
+
+pub mod activity;
+pub mod admit;
+pub mod attempt;
+pub mod close;
+pub mod http;
+pub mod request;
+pub mod tunnel;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::ServerConfig;
+use crate::egress::dial::Dialer;
+use crate::egress::forward::Forwarder;
+use crate::egress::upstream::EgressSettings;
+use crate::policy::auth::{AuthError, Credentials};
+use crate::policy::limit::clock::Clock;
+use crate::policy::limit::Limiter;
+use crate::shutdown::Shutdown;
+use crate::state::accounts::Account;
+use crate::state::snapshot::Snapshot;
+use crate::telemetry::context::{ListenerKind, RequestContext};
+use crate::telemetry::metrics::Metrics;
+
+/// What the request path reads, shared by every connection.
+pub struct Engine {
+    /// `[server]` settings.
+    pub settings: ServerConfig,
+    /// Actions, policies, accounts and routes; swapped whole by a reload.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Where admission is decided.
+    pub limiter: Limiter,
+    /// The limiters' clock.
+    pub clock: Clock,
+    /// Direct egress.
+    pub dialer: Dialer,
+    /// Pooled plain-HTTP forwarding, direct.
+    pub forwarder: Forwarder,
+    /// Timeouts and TLS for dialing through upstream proxies.
+    pub egress: Arc<EgressSettings>,
+    /// The stop signal and task tracker.
+    pub shutdown: Shutdown,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+}
+
+impl Engine {
+    /// The engine of `settings`, serving `snapshot`.
+    pub fn new(
+        settings: ServerConfig,
+        snapshot: Snapshot,
+        egress: Arc<EgressSettings>,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> Self {
+        let dialer = Dialer::new(settings.connect_timeout);
+        Engine {
+            forwarder: Forwarder::direct(dialer.clone(), &egress),
+            dialer,
+            egress,
+            settings,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            limiter: Limiter::Local,
+            clock,
+            shutdown: Shutdown::new(),
+            metrics,
+        }
+    }
+
+    /// A context for a new request or tunnel from `peer`, with the
+    /// snapshot every stage of it will read.
+    pub fn context(&self, listener: ListenerKind, peer: SocketAddr) -> RequestContext {
+        RequestContext::new(self.snapshot.load_full(), listener, peer)
+    }
+}
+
+/// The account `credentials` name in the request's snapshot; the account
+/// is noted in the context either way it is known.
+pub fn authenticate(
+    ctx: &mut RequestContext,
+    credentials: &Credentials,
+) -> Result<Arc<Account>, AuthError> {
+    let account = ctx.snapshot.accounts.authenticate(credentials)?;
+    ctx.account = Some(account.id.clone());
+    Ok(account)
+}
+
+/// The account a bound listener serves, in the request's snapshot.
+pub fn bound_account(ctx: &mut RequestContext, id: &str) -> Result<Arc<Account>, AuthError> {
+    let account = ctx.snapshot.accounts.get(id).ok_or(AuthError::Invalid)?;
+    ctx.account = Some(account.id.clone());
+    Ok(account)
+}

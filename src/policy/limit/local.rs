@@ -1,0 +1,324 @@
+//! One account's limiter on this instance: its state behind a lock held
+//! only for a check or a commit (never across an await), a fair gate that
+//! admits paced requests in arrival order, and the grants it hands out.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::clock::Clock;
+use super::journal::Pending;
+use super::policy::PolicyLimits;
+use super::record::UsageRecord;
+use super::state::{Consumed, LimiterState, Verdict};
+use super::{usage, Hit, HitKind, Refusal};
+use crate::config::PolicyMode;
+use crate::policy::classify::ActionSet;
+
+/// The longest a request waits for its account's usage to reach the store,
+/// in any mode.
+const PERSIST_WAIT: Duration = Duration::from_secs(5);
+
+/// One account's limiter.
+#[derive(Debug, Default)]
+pub struct AccountLimiter {
+    state: Mutex<LimiterState>,
+    gate: tokio::sync::Mutex<()>,
+    released: Notify,
+    /// Wakes the usage flusher; present when usage is persisted.
+    flush: Option<Arc<Notify>>,
+}
+
+/// A request admitted by an [`AccountLimiter`]: holds its concurrency
+/// slot until dropped.
+#[derive(Debug)]
+pub struct LocalGrant {
+    limiter: Arc<AccountLimiter>,
+    consumed: Consumed,
+    waited: Duration,
+    held_by: Option<HitKind>,
+}
+
+impl LocalGrant {
+    /// How long the request waited for admission.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// The limit it last waited for, if it was paced.
+    pub fn held_by(&self) -> Option<HitKind> {
+        self.held_by
+    }
+
+    /// The request failed before reaching the origin: its daily-cap and
+    /// batch consumption are returned.
+    pub fn give_back(self) {
+        self.limiter.lock().give_back(&self.consumed);
+    }
+}
+
+impl Drop for LocalGrant {
+    fn drop(&mut self) {
+        self.limiter.lock().release();
+        self.limiter.released.notify_one();
+    }
+}
+
+impl AccountLimiter {
+    /// A limiter whose usage is persisted: `flush` wakes the flusher.
+    pub fn journaled(flush: Arc<Notify>) -> Self {
+        let mut state = LimiterState::default();
+        state.enable_journal();
+        AccountLimiter {
+            state: Mutex::new(state),
+            flush: Some(flush),
+            ..AccountLimiter::default()
+        }
+    }
+
+    /// Usage to persist (if changed since the durable snapshot, or
+    /// `always`), with the mark to pass to [`AccountLimiter::durable`].
+    pub fn snapshot(&self, always: bool) -> Option<(UsageRecord, Pending)> {
+        self.lock().snapshot(always)
+    }
+
+    /// A snapshot reached the store: requests waiting on it may go.
+    pub fn durable(&self, pending: Pending) {
+        self.lock().durable(pending);
+        self.released.notify_one();
+    }
+
+    /// Admits nothing more (clean shutdown, before the last snapshot).
+    pub fn seal(&self) {
+        self.lock().seal();
+    }
+
+    /// Today's usage and the running batch, brought up to date.
+    pub fn usage(
+        &self,
+        policy: &Arc<PolicyLimits>,
+        clock: &Clock,
+    ) -> (usage::DailyUsage, usage::BatchProgress) {
+        let mut state = self.lock();
+        state.sync(policy, clock, clock.unix_ms());
+        state.usage()
+    }
+
+    /// Restores usage from the store at start-up.
+    pub fn restore(&self, record: &UsageRecord, policy: &PolicyLimits, clock: &Clock) {
+        self.lock().restore(record, policy, clock.unix_ms());
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LimiterState> {
+        // The state stays consistent across a panic in another request.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Admits a request with `actions` under `policy`, pacing it if the
+    /// policy says so, or refuses it.
+    pub async fn admit(
+        self: &Arc<Self>,
+        policy: &Arc<PolicyLimits>,
+        actions: &ActionSet,
+        clock: &Clock,
+    ) -> Result<LocalGrant, Refusal> {
+        let arrival = clock.now();
+        if let Some(decided) = self.try_admit(policy, actions, clock, arrival) {
+            return decided;
+        }
+        let _queued = Queued(self);
+        self.paced(policy, actions, clock, arrival).await
+    }
+
+    /// The fast path, without waiting: the decision, or `None` when the
+    /// request must queue (it is then counted as waiting).
+    pub fn try_admit(
+        self: &Arc<Self>,
+        policy: &Arc<PolicyLimits>,
+        actions: &ActionSet,
+        clock: &Clock,
+        now: u64,
+    ) -> Option<Result<LocalGrant, Refusal>> {
+        let wall_ms = clock.unix_ms();
+        let mut state = self.lock();
+        state.sync(policy, clock, wall_ms);
+        if state.waiting == 0 {
+            match state.check(policy, actions, now, wall_ms) {
+                Verdict::Admit => {
+                    let at = Moment { now, wall_ms };
+                    return Some(Ok(self.commit(&mut state, policy, actions, at, 0)));
+                }
+                Verdict::Refuse(hit) => return Some(Err(refusal(hit, 0))),
+                Verdict::Wait { hit, until } if !can_wait(policy, &hit, now, until) => {
+                    return Some(Err(refusal(hit, 0)))
+                }
+                Verdict::Wait { .. } => {}
+            }
+        }
+        state.waiting += 1;
+        None
+    }
+
+    /// The slow path: through the gate in arrival order, then wait.
+    async fn paced(
+        self: &Arc<Self>,
+        policy: &Arc<PolicyLimits>,
+        actions: &ActionSet,
+        clock: &Clock,
+        arrival: u64,
+    ) -> Result<LocalGrant, Refusal> {
+        let longest = arrival.saturating_add(nanos(policy.max_wait.max(PERSIST_WAIT)));
+        let gate = tokio::time::timeout_at(clock.instant_at(longest), self.gate.lock()).await;
+        let Ok(_turn) = gate else {
+            let hit = self.current_hit(policy, actions, clock);
+            return Err(refusal(hit, clock.now() - arrival));
+        };
+        let mut jittered = false;
+        let mut held_by = None;
+        loop {
+            let released = self.released.notified();
+            let ready = jittered || policy.jitter.is_zero();
+            let (verdict, now) = match self.look(policy, actions, clock, arrival, ready) {
+                Ok(mut grant) => {
+                    grant.held_by = held_by;
+                    return Ok(grant);
+                }
+                Err(looked) => looked,
+            };
+            match verdict {
+                Verdict::Admit => {
+                    jittered = true;
+                    tokio::time::sleep(random_up_to(policy.jitter)).await;
+                }
+                Verdict::Refuse(hit) => return Err(refusal(hit, now - arrival)),
+                Verdict::Wait { until, hit } => {
+                    held_by = Some(hit.kind);
+                    let deadline = deadline(policy, &hit, arrival);
+                    if !can_wait(policy, &hit, arrival, until) || now >= deadline {
+                        return Err(refusal(hit, now - arrival));
+                    }
+                    let wake = clock.instant_at(until.unwrap_or(deadline).min(deadline));
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake) => {}
+                        () = released => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One look at the limits for the request at the head of the queue:
+    /// committed if admissible and `ready`, else the verdict and the time.
+    fn look(
+        self: &Arc<Self>,
+        policy: &Arc<PolicyLimits>,
+        actions: &ActionSet,
+        clock: &Clock,
+        arrival: u64,
+        ready: bool,
+    ) -> Result<LocalGrant, (Verdict, u64)> {
+        let at = Moment {
+            now: clock.now(),
+            wall_ms: clock.unix_ms(),
+        };
+        let mut state = self.lock();
+        state.sync(policy, clock, at.wall_ms);
+        let verdict = state.check(policy, actions, at.now, at.wall_ms);
+        if ready && matches!(verdict, Verdict::Admit) {
+            return Ok(self.commit(&mut state, policy, actions, at, at.now - arrival));
+        }
+        Err((verdict, at.now))
+    }
+
+    /// Consumes from every limit at `at` and hands out the grant.
+    fn commit(
+        self: &Arc<Self>,
+        state: &mut LimiterState,
+        policy: &PolicyLimits,
+        actions: &ActionSet,
+        at: Moment,
+        waited: u64,
+    ) -> LocalGrant {
+        let (consumed, flush) = state.commit(policy, actions, at.now, at.wall_ms);
+        if let (true, Some(flusher)) = (flush, &self.flush) {
+            flusher.notify_one();
+        }
+        LocalGrant {
+            limiter: self.clone(),
+            consumed,
+            waited: Duration::from_nanos(waited),
+            held_by: None,
+        }
+    }
+
+    /// The limit holding a request now (for a refusal after queueing).
+    fn current_hit(&self, policy: &Arc<PolicyLimits>, actions: &ActionSet, clock: &Clock) -> Hit {
+        let mut state = self.lock();
+        match state.check(policy, actions, clock.now(), clock.unix_ms()) {
+            Verdict::Wait { hit, .. } | Verdict::Refuse(hit) => hit,
+            // Admissible now, but others are ahead in the queue: the
+            // concurrency of the queue itself held it.
+            Verdict::Admit => Hit::concurrency(policy.concurrency.unwrap_or(1)),
+        }
+    }
+
+    /// Frees idle rolling windows (called by the periodic sweep).
+    pub fn compact(&self, clock: &Clock) {
+        self.lock().compact(clock.now());
+    }
+}
+
+/// One reading of both clocks, shared by a check and its commit.
+#[derive(Debug, Clone, Copy)]
+struct Moment {
+    now: u64,
+    wall_ms: i64,
+}
+
+/// Counts a request as waiting while it is on the slow path.
+struct Queued<'a>(&'a AccountLimiter);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.waiting = state.waiting.saturating_sub(1);
+    }
+}
+
+/// Whether a wait until `until` for `hit` fits the policy (waiting for the
+/// store always does).
+fn can_wait(policy: &PolicyLimits, hit: &Hit, arrival: u64, until: Option<u64>) -> bool {
+    if hit.kind == HitKind::Persisting {
+        return true;
+    }
+    if policy.mode == PolicyMode::Reject || policy.max_wait.is_zero() {
+        return false;
+    }
+    until.is_none_or(|until| until <= arrival.saturating_add(nanos(policy.max_wait)))
+}
+
+/// When a queued request gives up waiting for `hit`.
+fn deadline(policy: &PolicyLimits, hit: &Hit, arrival: u64) -> u64 {
+    let limit = if hit.kind == HitKind::Persisting {
+        policy.max_wait.max(PERSIST_WAIT)
+    } else {
+        policy.max_wait
+    };
+    arrival.saturating_add(nanos(limit))
+}
+
+fn refusal(hit: Hit, waited: u64) -> Refusal {
+    Refusal {
+        hit,
+        waited: Duration::from_nanos(waited),
+    }
+}
+
+fn random_up_to(max: Duration) -> Duration {
+    Duration::from_nanos(fastrand::u64(0..=nanos(max)))
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,148 @@
+//! Admission (SPEC section 4): every limit of the account's policy that
+//! applies to a request must admit it; a refused request consumes nothing.
+//!
+//! - [`rolling`]: `A_per_…` windows with a hard bound; [`usage`]: daily
+//!   counts and batches; [`policy`]: a policy compiled for the hot path;
+//!   [`state`]: one account's state with check and commit; [`clock`]: the
+//!   injected clock.
+//! - `pace` mode: a request held by a rolling window, the protection gap or
+//!   `concurrent_limit` waits (on the runtime's timers, never blocking a
+//!   thread) up to `max_wait`; an account's waiting requests go through a
+//!   fair (FIFO) gate one at a time, and a request arriving while others
+//!   wait queues behind them. A paced request then waits a random extra
+//!   `0..jitter`. Daily caps and batch pauses always refuse at once, and
+//!   `reject` mode refuses whatever would have waited.
+//! - [`Limiter`] is the one interface admission goes through: today this
+//!   instance's [`AccountLimiter`]s; a shared store can sit behind the same
+//!   calls. A [`Grant`] holds the request's concurrency slot until it is
+//!   released (its [`Release`] may be asynchronous), and can give back its
+//!   daily-cap and batch consumption. Usage is keyed by action name, and
+//!   every time is on the [`clock::Clock`]'s Unix time base, so another
+//!   process can check the same windows.
+
+pub mod clock;
+mod hit;
+pub mod journal;
+mod local;
+pub mod policy;
+pub mod record;
+pub mod rolling;
+pub mod state;
+pub mod usage;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::hit::{Hit, HitKind, Refusal};
+pub use self::local::{AccountLimiter, LocalGrant};
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use self::clock::Clock;
+use self::policy::PolicyLimits;
+use crate::policy::classify::ActionSet;
+
+/// Where admission is decided.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Limiter {
+    /// By each account's [`AccountLimiter`] on this instance.
+    #[default]
+    Local,
+}
+
+impl Limiter {
+    /// Admits a request with `actions` under `policy` for the account
+    /// whose local limiter is `local`, pacing it if the policy says so, or
+    /// refuses it.
+    pub async fn admit(
+        &self,
+        local: &Arc<AccountLimiter>,
+        policy: &Arc<PolicyLimits>,
+        actions: &ActionSet,
+        clock: &Clock,
+    ) -> Result<Grant, Refusal> {
+        match self {
+            Limiter::Local => local.admit(policy, actions, clock).await.map(Grant::Local),
+        }
+    }
+}
+
+/// An admitted request or tunnel.
+#[derive(Debug)]
+pub enum Grant {
+    /// Admitted by this instance's limiter.
+    Local(LocalGrant),
+}
+
+impl Grant {
+    /// How long the request waited for admission.
+    pub fn waited(&self) -> Duration {
+        match self {
+            Grant::Local(grant) => grant.waited(),
+        }
+    }
+
+    /// The limit it last waited for, if it was paced.
+    pub fn held_by(&self) -> Option<HitKind> {
+        match self {
+            Grant::Local(grant) => grant.held_by(),
+        }
+    }
+
+    /// The request or tunnel is over: its concurrency slot is freed.
+    pub fn release(self) -> Release {
+        match self {
+            Grant::Local(grant) => drop(grant),
+        }
+        Release::done()
+    }
+
+    /// The request failed before reaching the origin: its daily-cap and
+    /// batch consumption are returned, and its slot freed.
+    pub fn give_back(self) -> Release {
+        match self {
+            Grant::Local(grant) => grant.give_back(),
+        }
+        Release::done()
+    }
+}
+
+/// What is left of a release once it returns: nothing for a local grant,
+/// a round trip for a shared store.
+#[must_use = "a release must be awaited or detached"]
+pub struct Release(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Release {
+    /// A release that is complete.
+    pub fn done() -> Self {
+        Release(None)
+    }
+
+    /// Completes the release.
+    pub async fn finish(self) {
+        if let Some(pending) = self.0 {
+            pending.await;
+        }
+    }
+
+    /// Lets the release complete on its own (from a close-out, which must
+    /// not wait).
+    pub fn detach(self) {
+        if let Some(pending) = self.0 {
+            tokio::spawn(pending);
+        }
+    }
+}
+
+impl std::fmt::Debug for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Release(pending)"
+        } else {
+            "Release(done)"
+        })
+    }
+}

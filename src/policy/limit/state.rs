@@ -1,0 +1,355 @@
+//! One account's limiter state and the two operations on it, both under the
+//! account's lock: [`LimiterState::check`] decides without changing
+//! anything, [`LimiterState::commit`] consumes from every limit that
+//! applies. Together they make admission all-or-nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::clock::Clock;
+use super::journal::{Journal, Pending};
+use super::policy::PolicyLimits;
+use super::record::UsageRecord;
+use super::rolling::Window;
+use super::usage::{BatchProgress, BatchUndo, DailyUsage};
+use super::{Hit, HitKind};
+use crate::policy::classify::ActionSet;
+
+/// What the limits say about a request right now.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Every limit admits it.
+    Admit,
+    /// A limit that waiting can satisfy holds it: until this monotonic
+    /// instant (`None`: until a request of the account ends).
+    Wait {
+        /// When to look again.
+        until: Option<u64>,
+        /// The limit that holds it longest.
+        hit: Hit,
+    },
+    /// A daily cap or batch pause: refused at once.
+    Refuse(Hit),
+}
+
+/// The state of one account's limits.
+#[derive(Debug, Default)]
+pub struct LimiterState {
+    /// The policy `windows` were built for.
+    built_for: Option<Arc<PolicyLimits>>,
+    windows: Vec<Window>,
+    last_limited: Option<u64>,
+    in_flight: u64,
+    /// Requests queued for pacing.
+    pub waiting: u64,
+    usage: DailyUsage,
+    batch: BatchProgress,
+    /// Present when usage is persisted.
+    journal: Option<Journal>,
+}
+
+/// What one admission consumed, to give it back.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    day_start: i64,
+    actions: ActionSet,
+    names: Arc<[Arc<str>]>,
+    batch: Option<BatchUndo>,
+}
+
+impl LimiterState {
+    /// Brings the state up to `policy` and the clock: rolling windows are
+    /// rebuilt when the policy changed (kept for rules with the same key and
+    /// shape), the day and the batch roll over.
+    pub fn sync(&mut self, policy: &Arc<PolicyLimits>, clock: &Clock, wall_ms: i64) {
+        let current = self
+            .built_for
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, policy));
+        if !current || self.windows.len() != policy.rolling.len() {
+            self.rebuild_windows(policy, clock);
+        }
+        self.usage.roll(&policy.day_reset, wall_ms.div_euclid(1000));
+        self.batch.roll(wall_ms);
+    }
+
+    fn rebuild_windows(&mut self, policy: &Arc<PolicyLimits>, clock: &Clock) {
+        let mut old: Vec<(Arc<str>, Window)> = match &self.built_for {
+            Some(previous) if previous.rolling.len() == self.windows.len() => previous
+                .rolling
+                .iter()
+                .map(|r| r.key.clone())
+                .zip(std::mem::take(&mut self.windows))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let previous = self.built_for.clone();
+        self.windows = policy
+            .rolling
+            .iter()
+            .map(|rule| {
+                let same_shape = previous.as_ref().and_then(|p| {
+                    p.rolling
+                        .iter()
+                        .find(|r| r.key == rule.key && r.max == rule.max && r.window == rule.window)
+                });
+                match (same_shape, old.iter().position(|(k, _)| *k == rule.key)) {
+                    (Some(_), Some(i)) => old.swap_remove(i).1,
+                    _ => Window::new(rule.max, rule.window, clock),
+                }
+            })
+            .collect();
+        self.built_for = Some(policy.clone());
+    }
+
+    /// Decides about a request with `actions`, changing nothing.
+    pub fn check(
+        &mut self,
+        policy: &PolicyLimits,
+        actions: &ActionSet,
+        now: u64,
+        wall_ms: i64,
+    ) -> Verdict {
+        if let Some(hit) = self.hard_refusal(policy, actions, wall_ms) {
+            return Verdict::Refuse(hit);
+        }
+        let mut longest: Option<(Option<u64>, Hit)> = None;
+        let mut consider = |until: Option<u64>, hit: Hit| {
+            let later = match (&longest, until) {
+                (None, _) => true,
+                (Some((None, _)), _) => false,
+                (Some((Some(_), _)), None) => true,
+                (Some((Some(old), _)), Some(new)) => new > *old,
+            };
+            if later {
+                longest = Some((until, hit));
+            }
+        };
+        for (rule, window) in policy.rolling.iter().zip(&mut self.windows) {
+            if !rule.scope.applies(actions) {
+                continue;
+            }
+            let wait = window.wait(now);
+            if wait > 0 {
+                let hit = Hit {
+                    kind: HitKind::Rolling {
+                        window: rule.window,
+                    },
+                    key: rule.key.clone(),
+                    value: u64::from(rule.max.get()),
+                    remaining: 0,
+                    retry_after: Duration::from_nanos(wait),
+                };
+                consider(Some(now + wait), hit);
+            }
+        }
+        if let (Some(gap), Some(last), false) = (policy.gap, self.last_limited, actions.is_empty())
+        {
+            let until = last.saturating_add(nanos(gap));
+            if until > now {
+                consider(
+                    Some(until),
+                    Hit::gap(gap, Duration::from_nanos(until - now)),
+                );
+            }
+        }
+        if let Some(max) = policy.concurrency {
+            if self.in_flight >= max {
+                consider(None, Hit::concurrency(max));
+            }
+        }
+        if let Some((until, hit)) = longest {
+            return Verdict::Wait { until, hit };
+        }
+        if self.journal.as_mut().is_some_and(Journal::at_wall) {
+            return Verdict::Wait {
+                until: None,
+                hit: Hit::persisting(),
+            };
+        }
+        Verdict::Admit
+    }
+
+    /// A daily cap reached or a batch pause running.
+    fn hard_refusal(
+        &self,
+        policy: &PolicyLimits,
+        actions: &ActionSet,
+        wall_ms: i64,
+    ) -> Option<Hit> {
+        for rule in &policy.daily {
+            if rule.scope.applies(actions) && self.usage.count(rule.action.as_deref()) >= rule.cap {
+                let now_secs = wall_ms.div_euclid(1000);
+                let reset = policy.day_reset.next_reset_after(now_secs);
+                let left = u64::try_from(reset - now_secs).unwrap_or(0);
+                return Some(Hit {
+                    kind: HitKind::Daily,
+                    key: rule.key.clone(),
+                    value: rule.cap,
+                    remaining: 0,
+                    retry_after: Duration::from_secs(left),
+                });
+            }
+        }
+        let rule = policy.batch.as_ref().filter(|_| !actions.is_empty())?;
+        let left = self.batch.pause_left(wall_ms)?;
+        Some(Hit::batch(rule.size, rule.pause, left))
+    }
+
+    /// Consumes one request with `actions` from every limit that applies.
+    /// The flag asks for a flush of the usage now.
+    pub fn commit(
+        &mut self,
+        policy: &PolicyLimits,
+        actions: &ActionSet,
+        now: u64,
+        wall_ms: i64,
+    ) -> (Consumed, bool) {
+        for (rule, window) in policy.rolling.iter().zip(&mut self.windows) {
+            if rule.scope.applies(actions) {
+                window.admit(now);
+            }
+        }
+        let limited = !actions.is_empty();
+        if limited {
+            self.last_limited = Some(now);
+        }
+        self.in_flight += 1;
+        self.usage.record(actions, &policy.action_names);
+        let batch = match (&policy.batch, limited) {
+            (Some(rule), true) => Some(self.batch.record(rule, wall_ms)),
+            _ => None,
+        };
+        let flush = self.journal.as_mut().is_some_and(Journal::record);
+        let consumed = Consumed {
+            day_start: self.usage.day_start(),
+            actions: actions.clone(),
+            names: policy.action_names.clone(),
+            batch,
+        };
+        (consumed, flush)
+    }
+
+    /// Today's usage and the running batch.
+    pub fn usage(&self) -> (DailyUsage, BatchProgress) {
+        (self.usage.clone(), self.batch)
+    }
+
+    /// Keeps this state's usage durable from now on.
+    pub fn enable_journal(&mut self) {
+        self.journal.get_or_insert_with(Journal::default);
+    }
+
+    /// The usage to persist, if anything changed since the durable snapshot
+    /// (or `always`).
+    pub fn snapshot(&mut self, always: bool) -> Option<(UsageRecord, Pending)> {
+        let journal = self.journal.as_mut()?;
+        if !always && !journal.is_dirty() {
+            return None;
+        }
+        let pending = journal.begin_snapshot();
+        let mut record = UsageRecord {
+            headroom: pending.headroom,
+            ..UsageRecord::default()
+        };
+        self.usage.to_record(&mut record);
+        self.batch.to_record(&mut record);
+        Some((record, pending))
+    }
+
+    /// A snapshot is durable.
+    pub fn durable(&mut self, pending: Pending) {
+        if let Some(journal) = &mut self.journal {
+            journal.durable(pending);
+        }
+    }
+
+    /// No admission from now on (clean shutdown).
+    pub fn seal(&mut self) {
+        if let Some(journal) = &mut self.journal {
+            journal.seal();
+        }
+    }
+
+    /// Usage from the store, at start-up.
+    pub fn restore(&mut self, record: &UsageRecord, policy: &PolicyLimits, wall_ms: i64) {
+        let today = policy.day_reset.day_start(wall_ms.div_euclid(1000));
+        self.usage = DailyUsage::from_record(record, today);
+        self.batch = BatchProgress::from_record(record, policy.batch.as_ref(), wall_ms);
+    }
+
+    /// A request or tunnel ended.
+    pub fn release(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Takes back the daily-cap and batch consumption of a request that
+    /// failed before reaching the origin.
+    pub fn give_back(&mut self, consumed: &Consumed) {
+        self.usage
+            .give_back(consumed.day_start, &consumed.actions, &consumed.names);
+        if let Some(undo) = consumed.batch {
+            self.batch.give_back(undo);
+        }
+    }
+
+    /// Frees the rolling windows once none of them could refuse anything
+    /// (they are rebuilt fresh on the next request).
+    pub fn compact(&mut self, now: u64) {
+        if self.waiting == 0 && self.windows.iter_mut().all(|w| w.is_idle(now)) {
+            self.windows = Vec::new();
+            self.built_for = None;
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+    use crate::config::PolicyMode;
+    use crate::policy::limit::policy::{RollingRule, Scope};
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_windows_are_freed_and_rebuilt_fresh() {
+        let clock = Clock::system();
+        let policy = Arc::new(PolicyLimits {
+            slug: Arc::from("p"),
+            mode: PolicyMode::Reject,
+            max_wait: Duration::ZERO,
+            jitter: Duration::ZERO,
+            day_reset: "00:00+00:00".parse().expect("reset"),
+            rolling: vec![RollingRule {
+                key: Arc::from("all_per_minute"),
+                scope: Scope::All,
+                max: NonZeroU32::MIN,
+                window: Duration::from_secs(60),
+            }],
+            daily: Vec::new(),
+            gap: None,
+            concurrency: None,
+            batch: None,
+            action_names: Arc::from(Vec::new()),
+        });
+        let mut state = LimiterState::default();
+        let none = ActionSet::new();
+        state.sync(&policy, &clock, 0);
+        let _ = state.commit(&policy, &none, clock.now(), 0);
+        state.compact(clock.now());
+        assert_eq!(state.windows.len(), 1, "a full window is kept");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        state.compact(clock.now());
+        assert!(state.windows.is_empty(), "an idle window is freed");
+        state.sync(&policy, &clock, 0);
+        assert!(matches!(
+            state.check(&policy, &none, clock.now(), 0),
+            Verdict::Admit
+        ));
+        assert_eq!(state.windows.len(), 1, "rebuilt on the next request");
+    }
+}

@@ -1,0 +1,75 @@
+//! One access line per request or tunnel, written from its context through
+//! `tracing` (target `pacer::access`, level INFO). Nothing is formatted when
+//! that level is off.
+
+use super::context::RequestContext;
+
+/// Whether access lines are being written.
+fn enabled() -> bool {
+    tracing::enabled!(target: "pacer::access", tracing::Level::INFO)
+}
+
+/// The upstream as the access line shows it: `host:port`, or `direct`.
+pub fn upstream_label(ctx: &RequestContext) -> &str {
+    ctx.upstream.as_deref().unwrap_or("direct")
+}
+
+/// Writes the access line for a finished request or tunnel that matched
+/// the actions named `actions`.
+pub fn record(ctx: &RequestContext, actions: &[&str]) {
+    if !enabled() {
+        return;
+    }
+    let account = ctx.account.as_deref().unwrap_or("-");
+    let host = ctx
+        .target
+        .as_ref()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "-".to_owned());
+    tracing::info!(
+        target: "pacer::access",
+        id = %ctx.id,
+        listener = ctx.listener.as_str(),
+        client = %ctx.peer,
+        account,
+        actions = %ActionList(actions),
+        method = ctx.method.as_ref().map_or("-", |m| m.as_str()),
+        host,
+        status = ctx.status,
+        waited_ms = ctx.waited.as_millis() as u64,
+        upstream = upstream_label(ctx),
+        attempts = ctx.attempts,
+        bytes_up = ctx.bytes_up,
+        bytes_down = ctx.bytes_down,
+        duration_ms = ctx.started.elapsed().as_millis() as u64,
+    );
+}
+
+/// Action names joined by commas, `-` for none, formatted lazily.
+struct ActionList<'a>(&'a [&'a str]);
+
+impl std::fmt::Display for ActionList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, name) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_listed_or_a_dash() {
+        assert_eq!(ActionList(&[]).to_string(), "-");
+        assert_eq!(ActionList(&["send", "all_x"]).to_string(), "send,all_x");
+    }
+}

@@ -1,0 +1,258 @@
+//! Prometheus metrics (prometheus-client, served by the admin API's
+//! `/metrics`): requests and tunnels by listener, action and outcome;
+//! throttle refusals and pace waits by limit kind; upstream attempts and
+//! failures; open connections; bytes.
+//! Labels come from closed sets (listeners, configured actions, envelope
+//! types, limit kinds), so cardinality is bounded by the config; the
+//! per-account series exist only with `[admin] account_metrics = true`.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::context::{ListenerKind, RequestContext};
+use crate::policy::limit::HitKind;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    listener: &'static str,
+    action: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BytesLabels {
+    listener: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamFailureLabels {
+    upstream: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+    outcome: &'static str,
+}
+
+type WaitHistogram = Family<LimitLabels, Histogram, fn() -> Histogram>;
+
+/// Every metric pacer exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    refusals: Family<LimitLabels, Counter>,
+    pace_waits: WaitHistogram,
+    connections: Family<ListenerLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    bytes: Family<BytesLabels, Counter<u64, AtomicU64>>,
+    upstream_attempts: Family<UpstreamLabels, Counter>,
+    upstream_failures: Family<UpstreamFailureLabels, Counter>,
+    accounts: Option<Family<AccountLabels, Counter>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn wait_histogram() -> Histogram {
+    // 1 ms to about 9 minutes.
+    Histogram::new(exponential_buckets(0.001, 2.0, 20))
+}
+
+impl Metrics {
+    /// The metrics, with per-account series if `per_account`.
+    pub fn new(per_account: bool) -> Self {
+        let mut registry = Registry::with_prefix("pacer");
+        let requests = Family::default();
+        registry.register(
+            "requests",
+            "Requests and tunnels by listener, action (`all` counts each once) and outcome",
+            requests.clone(),
+        );
+        let refusals = Family::default();
+        registry.register(
+            "throttle_refusals",
+            "Requests refused by a limit, by kind",
+            refusals.clone(),
+        );
+        let pace_waits: WaitHistogram = Family::new_with_constructor(wait_histogram);
+        registry.register(
+            "pace_wait_seconds",
+            "Time paced requests waited for admission, by the limit that held them",
+            pace_waits.clone(),
+        );
+        let connections = Family::default();
+        registry.register(
+            "open_connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        let bytes = Family::default();
+        registry.register(
+            "bytes",
+            "Bytes relayed, up (client to destination) and down",
+            bytes.clone(),
+        );
+        let upstream_attempts = Family::default();
+        registry.register(
+            "upstream_attempts",
+            "Attempts to leave through an upstream (pool member host:port, custom, or direct)",
+            upstream_attempts.clone(),
+        );
+        let upstream_failures = Family::default();
+        registry.register(
+            "upstream_failures",
+            "Failed attempts by upstream and reason",
+            upstream_failures.clone(),
+        );
+        let accounts = per_account.then(|| {
+            let family = Family::default();
+            registry.register(
+                "account_requests",
+                "Requests per account and outcome",
+                family.clone(),
+            );
+            family
+        });
+        Metrics {
+            registry,
+            requests,
+            refusals,
+            pace_waits,
+            connections,
+            bytes,
+            upstream_attempts,
+            upstream_failures,
+            accounts,
+        }
+    }
+
+    /// Counts one attempt through `upstream`.
+    pub fn upstream_attempt(&self, upstream: &str) {
+        let labels = UpstreamLabels {
+            upstream: upstream.to_owned(),
+        };
+        self.upstream_attempts.get_or_create(&labels).inc();
+    }
+
+    /// Counts one failed attempt through `upstream`.
+    pub fn upstream_failure(&self, upstream: &str, reason: &'static str) {
+        let labels = UpstreamFailureLabels {
+            upstream: upstream.to_owned(),
+            reason,
+        };
+        self.upstream_failures.get_or_create(&labels).inc();
+    }
+
+    /// Counts a finished request or tunnel.
+    pub fn observe(&self, ctx: &RequestContext, actions: &[&str]) {
+        let listener = ctx.listener.as_str();
+        let outcome = ctx.outcome;
+        for action in std::iter::once(&"all").chain(actions) {
+            let labels = RequestLabels {
+                listener,
+                action: (*action).to_owned(),
+                outcome,
+            };
+            self.requests.get_or_create(&labels).inc();
+        }
+        if let Some(kind) = ctx.refused_by {
+            self.refusals
+                .get_or_create(&LimitLabels {
+                    kind: kind_label(kind),
+                })
+                .inc();
+        }
+        if let (Some(kind), false) = (ctx.held_by, ctx.waited.is_zero()) {
+            let labels = LimitLabels {
+                kind: kind_label(kind),
+            };
+            self.pace_waits
+                .get_or_create(&labels)
+                .observe(ctx.waited.as_secs_f64());
+        }
+        for (direction, count) in [("up", ctx.bytes_up), ("down", ctx.bytes_down)] {
+            if count > 0 {
+                let labels = BytesLabels {
+                    listener,
+                    direction,
+                };
+                self.bytes.get_or_create(&labels).inc_by(count);
+            }
+        }
+        if let (Some(family), Some(account)) = (&self.accounts, &ctx.account) {
+            let labels = AccountLabels {
+                account: account.to_string(),
+                outcome,
+            };
+            family.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Counts an open client connection until the guard drops.
+    pub fn connection(&self, listener: ListenerKind) -> ConnectionGauge {
+        let gauge = self
+            .connections
+            .get_or_create(&ListenerLabels {
+                listener: listener.as_str(),
+            })
+            .clone();
+        gauge.inc();
+        ConnectionGauge(gauge)
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
+
+/// An open connection, counted until dropped.
+#[derive(Debug)]
+pub struct ConnectionGauge(Gauge<i64, std::sync::atomic::AtomicI64>);
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn kind_label(kind: HitKind) -> &'static str {
+    match kind {
+        HitKind::Rolling { .. } => "rolling",
+        HitKind::Daily => "daily_cap",
+        HitKind::Gap => "protection_gap",
+        HitKind::Concurrency => "concurrency",
+        HitKind::Batch { .. } => "batch",
+        HitKind::Persisting => "persisting",
+    }
+}

@@ -1,0 +1,8 @@
+//! Telemetry: one [`context::RequestContext`] per request or tunnel,
+//! filled in stage by stage, and what is made of it when it closes: the
+//! access line ([`access_log`]) and the Prometheus series ([`metrics`]).
+//! It observes and never decides.
+
+pub mod access_log;
+pub mod context;
+pub mod metrics;
