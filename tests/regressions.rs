@@ -1096,3 +1096,33 @@ async fn socks5_tunnel_counts_once_as_ok() {
     let text = socks_connections_closed(proxy.admin).await;
     assert_one_socks_request(&text, "ok");
 }
+
+/// Bug: a reload did not take the admin write lock, so an admin change
+/// saved while a reload ran was lost until restart. A reload now waits for
+/// the lock that every admin change holds from read to swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_waits_for_the_admin_write_lock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pacer.toml");
+    std::fs::write(&path, common::base_config("")).expect("write config");
+    let config = pacer::config::load(&path).unwrap_or_else(|errors| panic!("{errors}"));
+    let server = Server::bind(&config)
+        .await
+        .expect("bind")
+        .reload_from(path.clone());
+    let control = server.control();
+    let writing = control.writes.lock().await;
+    let reloading = control.clone();
+    let reload = tokio::task::spawn_blocking(move || pacer::control::reload::reload(&reloading));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !reload.is_finished(),
+        "the reload ran while an admin change held the write lock"
+    );
+    drop(writing);
+    let done = tokio::time::timeout(Duration::from_secs(10), reload)
+        .await
+        .expect("the reload finishes once the lock is free")
+        .expect("reload task");
+    assert!(done.is_ok(), "{done:?}");
+}
