@@ -277,39 +277,24 @@ async fn stalling_origin() -> SocketAddr {
     addr
 }
 
-fn concurrency_config() -> String {
+/// One HTTP listener, the admin API with [`KEY`], `[server]` settings,
+/// the store at `state`, then `rest` (actions, policies, accounts).
+fn http_config(server: &str, state: &str, rest: &str) -> String {
     format!(
-        r#"
-[server]
-header_read_timeout = "2s"
-idle_timeout = "1s"
-connect_timeout = "2s"
-shutdown_grace = "1s"
-
-[admin]
-addr = "127.0.0.1:0"
-api_keys = ["{KEY}"]
-
-[[listeners]]
-protocol = "http"
-addr = "127.0.0.1:0"
-
-[state]
-path = "memory"
-
-[policies.standard_policy]
-name = "Standard"
-mode = "reject"
-[policies.standard_policy.limits]
-concurrent_limit = 1
-
-[[accounts]]
-id = "acct-1"
-secret = "{SECRET}"
-"#
+        "[server]\n{server}\n[admin]\naddr = \"127.0.0.1:0\"\napi_keys = [\"{KEY}\"]\n\n[[listeners]]\nprotocol = \"http\"\naddr = \"127.0.0.1:0\"\n\n[state]\npath = \"{state}\"\n\n{rest}"
     )
 }
 
+/// `acct-1` with the default secret.
+fn acct1() -> String {
+    format!("[[accounts]]\nid = \"acct-1\"\nsecret = \"{SECRET}\"\n")
+}
+
+fn concurrency_config() -> String {
+    let server = "header_read_timeout = \"2s\"\nidle_timeout = \"1s\"\nconnect_timeout = \"2s\"\nshutdown_grace = \"1s\"\n";
+    let policy = "[policies.standard_policy]\nname = \"Standard\"\nmode = \"reject\"\n[policies.standard_policy.limits]\nconcurrent_limit = 1\n";
+    http_config(server, "memory", &format!("{policy}\n{}", acct1()))
+}
 #[tokio::test]
 async fn stalled_response_body_is_cut_by_idle_timeout_and_frees_the_concurrency_slot() {
     let origin = stalling_origin().await;
@@ -409,34 +394,10 @@ async fn held_upstream() -> (SocketAddr, oneshot::Receiver<()>, oneshot::Sender<
 }
 
 fn probe_config() -> String {
-    format!(
-        r#"
-[server]
-header_read_timeout = "10s"
-connect_timeout = "30s"
-
-[admin]
-addr = "127.0.0.1:0"
-api_keys = ["{KEY}"]
-
-[[listeners]]
-protocol = "http"
-addr = "127.0.0.1:0"
-
-[state]
-path = "memory"
-
-[policies.standard_policy]
-name = "Standard"
-free = true
-
-[[accounts]]
-id = "acct-1"
-secret = "{SECRET}"
-"#
-    )
+    let server = "header_read_timeout = \"10s\"\nconnect_timeout = \"30s\"\n";
+    let policy = "[policies.standard_policy]\nname = \"Standard\"\nfree = true\n";
+    http_config(server, "memory", &format!("{policy}\n{}", acct1()))
 }
-
 #[tokio::test]
 async fn a_held_proxy_probe_does_not_block_other_admin_changes() {
     let proxy = Proxy::start(&probe_config()).await;
@@ -490,31 +451,12 @@ fn overrides_config(state: &Path, with_profiles: bool) -> String {
     } else {
         ""
     };
-    format!(
-        r#"
-[admin]
-addr = "127.0.0.1:0"
-api_keys = ["{KEY}"]
-
-[[listeners]]
-protocol = "http"
-addr = "127.0.0.1:0"
-
-[state]
-path = "{}"
-
-{action}
-[policies.standard_policy]
-name = "Standard"
-
-[[accounts]]
-id = "acct-1"
-secret = "{SECRET}"
-"#,
-        state.display()
-    )
+    let rest = format!(
+        "{action}\n[policies.standard_policy]\nname = \"Standard\"\n\n{}",
+        acct1()
+    );
+    http_config("", &state.display().to_string(), &rest)
 }
-
 #[tokio::test]
 async fn a_stored_override_of_a_removed_action_does_not_stop_the_start() {
     let origin = Origin::start().await;
@@ -579,37 +521,9 @@ fn capped_config(state: &str, with_acct2: bool) -> String {
     } else {
         String::new()
     };
-    format!(
-        r#"
-[admin]
-addr = "127.0.0.1:0"
-api_keys = ["{KEY}"]
-
-[[listeners]]
-protocol = "http"
-addr = "127.0.0.1:0"
-
-[state]
-path = "{state}"
-
-[policies.standard_policy]
-name = "Standard"
-
-[policies.capped]
-name = "Capped"
-mode = "reject"
-[policies.capped.limits]
-all_daily_cap = 2
-
-[[accounts]]
-id = "acct-1"
-secret = "{SECRET}"
-
-{acct2}
-"#
-    )
+    let policies = "[policies.standard_policy]\nname = \"Standard\"\n\n[policies.capped]\nname = \"Capped\"\nmode = \"reject\"\n[policies.capped.limits]\nall_daily_cap = 2\n";
+    http_config("", state, &format!("{policies}\n{}\n{acct2}", acct1()))
 }
-
 /// Two requests of acct-2 use up its daily cap of 2; a reload removes
 /// acct-2, another adds it back; its next request must be refused.
 async fn readded_account_keeps_its_usage(state: &str) {
@@ -680,35 +594,10 @@ const CPU_WINDOW: Duration = Duration::from_secs(2);
 fn emfile_config() -> String {
     // Long head and idle timeouts: the connections that were accepted stay
     // open, so the descriptors stay exhausted while CPU time is measured.
-    format!(
-        r#"
-[server]
-header_read_timeout = "60s"
-idle_timeout = "60s"
-connect_timeout = "2s"
-shutdown_grace = "1s"
-
-[admin]
-addr = "127.0.0.1:0"
-api_keys = ["{KEY}"]
-
-[[listeners]]
-protocol = "http"
-addr = "127.0.0.1:0"
-
-[state]
-path = "memory"
-
-[policies.standard_policy]
-name = "Standard"
-
-[[accounts]]
-id = "acct-1"
-secret = "{SECRET}"
-"#
-    )
+    let server = "header_read_timeout = \"60s\"\nidle_timeout = \"60s\"\nconnect_timeout = \"2s\"\nshutdown_grace = \"1s\"\n";
+    let policy = "[policies.standard_policy]\nname = \"Standard\"\n";
+    http_config(server, "memory", &format!("{policy}\n{}", acct1()))
 }
-
 /// The `pacer` binary on `config`, under an open-files limit of `nofile`
 /// when given (`ulimit -n` in a shell that then execs pacer, so the pid is
 /// pacer's); its HTTP listener and admin address, read from its log.

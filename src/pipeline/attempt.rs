@@ -5,6 +5,8 @@
 //! request moves to the next hop only while none of its body has been
 //! sent (see [`crate::egress::replay`]).
 
+use std::sync::Arc;
+
 use http::Response;
 use hyper::body::Incoming;
 
@@ -34,16 +36,16 @@ pub enum Reached {
     Response(Response<Incoming>),
 }
 
-/// Sends `attempt` to `target` over the hops of the account's plan.
+/// Sends `attempt` to `target` over the hops of `account`'s plan.
 pub async fn reach(
     engine: &Engine,
     ctx: &mut RequestContext,
+    account: &Arc<str>,
     target: &Target,
     mut attempt: Attempt<'_>,
 ) -> Result<Reached, ProxyError> {
     let snapshot = ctx.snapshot.clone();
-    let account = ctx.account.clone().unwrap_or_else(|| "".into());
-    let mut plan = snapshot.router.plan(&account);
+    let mut plan = snapshot.router.plan(account);
     loop {
         let hop = plan.next_hop()?;
         engine.metrics.upstream_attempt(hop.metric_label());

@@ -89,6 +89,7 @@ async fn forward(
     match reach(
         engine,
         &mut close.ctx,
+        &account.id,
         &target,
         Attempt::Request(&mut request),
     )
