@@ -917,14 +917,21 @@ async fn socks5_unsupported_command_counts_as_malformed_request() {
     assert_one_socks_request(&text, "malformed_request");
 }
 
-#[tokio::test]
-async fn socks5_handshake_timeout_counts_as_request_timeout() {
-    let proxy = Proxy::start(&socks_config()).await;
+/// A SOCKS5 connection whose greeting (username/password only) was
+/// answered with method 0x02.
+async fn greeted(proxy: &Proxy) -> TcpStream {
     let mut stream = TcpStream::connect(proxy.socks).await.expect("connect");
     stream.write_all(&[5, 1, 2]).await.expect("greeting");
     let mut method = [0u8; 2];
     stream.read_exact(&mut method).await.expect("method");
     assert_eq!(method, [5, 2]);
+    stream
+}
+
+#[tokio::test]
+async fn socks5_handshake_timeout_counts_as_request_timeout() {
+    let proxy = Proxy::start(&socks_config()).await;
+    let mut stream = greeted(&proxy).await;
     // No credentials follow: header_read_timeout (1 s) ends the handshake.
     tokio::time::timeout(WITHIN, read_until_eof(&mut stream))
         .await
@@ -936,11 +943,7 @@ async fn socks5_handshake_timeout_counts_as_request_timeout() {
 #[tokio::test]
 async fn socks5_client_leaving_mid_handshake_counts_as_malformed_request() {
     let proxy = Proxy::start(&socks_config()).await;
-    let mut stream = TcpStream::connect(proxy.socks).await.expect("connect");
-    stream.write_all(&[5, 1, 2]).await.expect("greeting");
-    let mut method = [0u8; 2];
-    stream.read_exact(&mut method).await.expect("method");
-    assert_eq!(method, [5, 2]);
+    let mut stream = greeted(&proxy).await;
     drop(stream);
     let text = socks_connections_closed(proxy.admin).await;
     assert_one_socks_request(&text, "malformed_request");

@@ -121,13 +121,6 @@ impl Release {
         Release(None)
     }
 
-    /// Completes the release.
-    pub async fn finish(self) {
-        if let Some(pending) = self.0 {
-            pending.await;
-        }
-    }
-
     /// Lets the release complete on its own (from a close-out, which must
     /// not wait).
     pub fn detach(self) {
