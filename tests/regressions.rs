@@ -943,7 +943,7 @@ async fn socks5_handshake_timeout_counts_as_request_timeout() {
 #[tokio::test]
 async fn socks5_client_leaving_mid_handshake_counts_as_malformed_request() {
     let proxy = Proxy::start(&socks_config()).await;
-    let mut stream = greeted(&proxy).await;
+    let stream = greeted(&proxy).await;
     drop(stream);
     let text = socks_connections_closed(proxy.admin).await;
     assert_one_socks_request(&text, "malformed_request");
