@@ -23,6 +23,8 @@
 #   PROXIES="pacer squid tinyproxy privoxy dante microsocks"  (a subset is fine)
 #   PACER_LOG=warn  RUST_LOG for pacer (info turns the access log on)
 #   CARGO=cargo     CARGO_JOBS=     (e.g. 1 on a shared machine)
+#   PACER_BIN=      the pacer binary to measure (default: the one built
+#                   here; point it at another build to compare two commits)
 #   OUT=            results folder (default: a new /tmp/pacer-bench.XXXXXX)
 set -euo pipefail
 
@@ -38,6 +40,7 @@ PROXIES=${PROXIES:-"pacer squid tinyproxy privoxy dante microsocks"}
 PACER_LOG=${PACER_LOG:-warn}
 CARGO=${CARGO:-cargo}
 CARGO_JOBS=${CARGO_JOBS:-}
+PACER_BIN=${PACER_BIN:-$ROOT/target/release/pacer}
 OUT=${OUT:-$(mktemp -d /tmp/pacer-bench.XXXXXX)}
 RUN=$OUT/run
 RESULTS=$OUT/results.tsv
@@ -154,7 +157,7 @@ build() {
       --message-format=json 2>/dev/null |
     jq -r 'select(.executable != null and .target.name == "loadgen") | .executable' | tail -n1)
   [[ -x $LOADGEN ]] || die "load generator not built"
-  [[ -x $ROOT/target/release/pacer ]] || die "pacer not built"
+  [[ -x $PACER_BIN ]] || die "pacer not built ($PACER_BIN)"
 }
 
 raise_fd_limit() {
@@ -196,7 +199,7 @@ prepare_run_folder() {
   touch "$RUN/squid-cache.log"
   chown proxy "$RUN/squid-cache.log" 2>/dev/null || true
   chmod 644 "$RUN/squid.passwd"
-  "$ROOT/target/release/pacer" check --config "$RUN/pacer.toml" >/dev/null ||
+  "$PACER_BIN" check --config "$RUN/pacer.toml" >/dev/null ||
     die "bench/peers/pacer.toml does not validate"
 }
 
@@ -233,7 +236,7 @@ start() {
   port_busy "$port" && die "port $port for $name is already in use"
   case $name in
     direct) nginx -e "$RUN/nginx-error.log" -p "$RUN" -c "$RUN/nginx.conf" 2>>"$RUN/nginx.out" & ;;
-    pacer) RUST_LOG=$PACER_LOG "$ROOT/target/release/pacer" --config "$RUN/pacer.toml" 2>>"$RUN/pacer.log" & ;;
+    pacer) RUST_LOG=$PACER_LOG "$PACER_BIN" --config "$RUN/pacer.toml" 2>>"$RUN/pacer.log" & ;;
     squid) squid -N -f "$RUN/squid.conf" >>"$RUN/squid.out" 2>&1 & ;;
     tinyproxy) tinyproxy -d -c "$RUN/tinyproxy.conf" >>"$RUN/tinyproxy.out" 2>&1 & ;;
     privoxy) privoxy --no-daemon "$RUN/privoxy.config" >>"$RUN/privoxy.out" 2>&1 & ;;
