@@ -14,7 +14,7 @@ use super::Engine;
 use crate::egress::error::EgressError;
 use crate::egress::forward::ForwardError;
 use crate::egress::replay::ReplayableRequest;
-use crate::egress::route::Hop;
+use crate::egress::route::{Hop, Router};
 use crate::egress::stream::EgressStream;
 use crate::egress::target::Target;
 use crate::telemetry::context::RequestContext;
@@ -36,21 +36,44 @@ pub enum Reached {
     Response(Response<Incoming>),
 }
 
-/// Sends `attempt` to `target` over the hops of `account`'s plan.
+/// Sends `attempt` to `target` over the hops of `account`'s plan (in the
+/// request's snapshot), noting the last hop and the attempts in `ctx`.
 pub async fn reach(
     engine: &Engine,
     ctx: &mut RequestContext,
     account: &Arc<str>,
     target: &Target,
-    mut attempt: Attempt<'_>,
+    attempt: Attempt<'_>,
 ) -> Result<Reached, ProxyError> {
-    let snapshot = ctx.snapshot.clone();
-    let mut plan = snapshot.router.plan(account);
+    let mut tried = Tried::default();
+    let router = &ctx.snapshot.router;
+    let reached = over_hops(engine, router, account, target, attempt, &mut tried).await;
+    ctx.upstream = tried.upstream;
+    ctx.attempts = tried.attempts;
+    reached
+}
+
+/// The last hop tried and how many attempts were made.
+#[derive(Default)]
+struct Tried {
+    upstream: Option<Arc<str>>,
+    attempts: u32,
+}
+
+async fn over_hops(
+    engine: &Engine,
+    router: &Router,
+    account: &Arc<str>,
+    target: &Target,
+    mut attempt: Attempt<'_>,
+    tried: &mut Tried,
+) -> Result<Reached, ProxyError> {
+    let mut plan = router.plan(account);
     loop {
         let hop = plan.next_hop()?;
         engine.metrics.upstream_attempt(hop.metric_label());
-        ctx.upstream = hop.label().cloned();
-        ctx.attempts = plan.attempts();
+        tried.upstream = hop.label().cloned();
+        tried.attempts = plan.attempts();
         let tried = match &mut attempt {
             Attempt::Tunnel => tunnel_via(engine, &hop, target).await,
             Attempt::Request(request) => {

@@ -57,7 +57,7 @@ pub async fn serve_connection<S>(
     let service = service_fn(move |request| {
         let engine = service_engine.clone();
         let client = client.clone();
-        async move { Ok::<_, Infallible>(handle(&engine, &client, request).await) }
+        async move { Ok::<_, Infallible>(Box::pin(handle(&engine, &client, request)).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .max_buf_size(engine.settings.max_header_bytes.max(8192))

@@ -37,14 +37,16 @@ pub async fn serve_connection(
     bound: Option<Arc<str>>,
     admission: Admission,
 ) {
+    // The refusals are boxed: the connection's task then keeps only the
+    // larger of reading the head and serving, for its whole life.
     let prefix = match first_head(&engine, &mut stream).await {
         Ok(prefix) => prefix,
-        Err(Some(err)) => return refuse_raw(&engine, &mut stream, peer, &err).await,
+        Err(Some(err)) => return Box::pin(refuse_raw(&engine, &mut stream, peer, &err)).await,
         Err(None) => return,
     };
     if matches!(admission, Admission::Refused(_)) {
         let err = ProxyError::Unavailable("pacer is at its connection limit");
-        return refuse_raw(&engine, &mut stream, peer, &err).await;
+        return Box::pin(refuse_raw(&engine, &mut stream, peer, &err)).await;
     }
     let activity = Arc::new(ConnActivity::new());
     let timeouts = Timeouts {
