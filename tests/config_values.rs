@@ -217,3 +217,19 @@ fn debug_output_never_shows_a_secret() {
     }
     assert!(debug.contains("***"));
 }
+
+#[test]
+fn backoff_is_parsed_with_its_defaults() {
+    let c = parse_path("tests/fixtures/config/valid/backoff.toml", &no_env);
+    let set = c.policies["standard_policy"]
+        .backoff
+        .clone()
+        .expect("backoff");
+    assert_eq!(set.statuses, [429, 999]);
+    assert_eq!(set.default_pause, Duration::from_secs(60));
+    assert_eq!(set.max_pause, Duration::from_secs(3600));
+    let defaults = c.policies["defaults"].backoff.clone().expect("backoff");
+    assert_eq!(defaults, pacer::config::Backoff::default());
+    assert_eq!(defaults.statuses, [429]);
+    assert!(c.policies.values().any(|p| p.backoff.is_some()));
+}

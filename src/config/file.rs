@@ -101,6 +101,16 @@ pub struct PolicyFile {
     pub jitter: Option<Spanned<DurationText>>,
     pub day_resets_at: Option<Text>,
     pub limits: LimitTable,
+    pub backoff: Option<Spanned<BackoffFile>>,
+}
+
+/// `[policies.X.backoff]`: platform feedback.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct BackoffFile {
+    pub statuses: Option<Spanned<Vec<Int>>>,
+    pub default_pause: Option<Spanned<DurationText>>,
+    pub max_pause: Option<Spanned<DurationText>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

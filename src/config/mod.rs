@@ -239,6 +239,30 @@ pub struct Policy {
     pub day_resets_at: DayReset,
     /// In file order.
     pub limits: Vec<Limit>,
+    /// `[policies.X.backoff]`, when present.
+    pub backoff: Option<Backoff>,
+}
+
+/// Platform feedback (`[policies.X.backoff]`): origin answers that pause
+/// the account's matched actions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Origin statuses that mean "too fast" (100 to 999). Default `[429]`.
+    pub statuses: Vec<u16>,
+    /// The pause when the answer has no usable `Retry-After`. Default 60 s.
+    pub default_pause: Duration,
+    /// The longest pause; a longer `Retry-After` is cut to it. Default 1 h.
+    pub max_pause: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            statuses: vec![429],
+            default_pause: Duration::from_secs(60),
+            max_pause: Duration::from_secs(3600),
+        }
+    }
 }
 
 impl Policy {
@@ -254,6 +278,7 @@ impl Policy {
             jitter: Duration::ZERO,
             day_resets_at: DayReset::default(),
             limits: Vec::new(),
+            backoff: None,
         }
     }
 }

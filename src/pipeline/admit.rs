@@ -33,7 +33,7 @@ pub async fn admit(
             close.ctx.waited = refusal.waited;
             Err(ProxyError::RateLimited {
                 account: account.id.clone(),
-                refusal,
+                refusal: Box::new(refusal),
             })
         }
     }

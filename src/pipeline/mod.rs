@@ -12,6 +12,7 @@
 //!   route > dial, then relay; where interception is decided.
 //! - [`admit`]: classification and admission, shared by both.
 //! - [`attempt`]: the one loop over the hops of the account's route plan.
+//! - [`feedback`]: the origin's "too fast" answers pause the account.
 //! - [`close`]: the one close-out (access line, metrics, limiter release)
 //!   that every request and tunnel reaches, on every path.
 //! - [`activity`]: an HTTP connection's activity and watchdog.
@@ -20,6 +21,7 @@ pub mod activity;
 pub mod admit;
 pub mod attempt;
 pub mod close;
+pub mod feedback;
 pub mod http;
 pub mod request;
 pub mod tunnel;

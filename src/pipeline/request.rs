@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use super::admit::admit;
 use super::attempt::{reach, Attempt, Reached};
 use super::close::CloseOut;
+use super::feedback;
 use super::Engine;
 use crate::egress::forward::prepare_request;
 use crate::egress::replay::ReplayableRequest;
@@ -39,6 +40,7 @@ pub async fn serve(
 ) -> ProxyResponse {
     match forward(engine, &mut close, account, request, target).await {
         Ok(response) => {
+            feedback::heed(engine, &close.ctx, account, &response).await;
             close.ctx.succeeded(response.status().as_u16());
             close.streaming();
             let waited = close.ctx.waited;

@@ -146,6 +146,12 @@ mod tests {
             batch_paused_until_ms: None,
             batch_last_at_ms: Some(1),
             headroom: 8,
+            pauses: vec![crate::policy::limit::backoff::Pause {
+                action: "send".into(),
+                since_ms: 1,
+                until_ms: 2,
+                status: 429,
+            }],
         }
     }
 

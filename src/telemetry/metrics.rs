@@ -53,6 +53,11 @@ struct UpstreamFailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AccountLabels {
     account: String,
     outcome: &'static str,
@@ -70,6 +75,7 @@ pub struct Metrics {
     bytes: Family<BytesLabels, Counter<u64, AtomicU64>>,
     upstream_attempts: Family<UpstreamLabels, Counter>,
     upstream_failures: Family<UpstreamFailureLabels, Counter>,
+    backoff_pauses: Family<ActionLabels, Counter>,
     accounts: Option<Family<AccountLabels, Counter>>,
 }
 
@@ -130,6 +136,12 @@ impl Metrics {
             "Failed attempts by upstream and reason",
             upstream_failures.clone(),
         );
+        let backoff_pauses = Family::default();
+        registry.register(
+            "backoff_pauses",
+            "Pauses started by the platform's own refusals (backoff), by paused action",
+            backoff_pauses.clone(),
+        );
         let accounts = per_account.then(|| {
             let family = Family::default();
             registry.register(
@@ -148,8 +160,17 @@ impl Metrics {
             bytes,
             upstream_attempts,
             upstream_failures,
+            backoff_pauses,
             accounts,
         }
+    }
+
+    /// Counts one backoff pause started for `action`.
+    pub fn backoff_pause(&self, action: &str) {
+        let labels = ActionLabels {
+            action: action.to_owned(),
+        };
+        self.backoff_pauses.get_or_create(&labels).inc();
     }
 
     /// Counts one attempt through `upstream`.
@@ -254,5 +275,6 @@ fn kind_label(kind: HitKind) -> &'static str {
         HitKind::Concurrency => "concurrency",
         HitKind::Batch { .. } => "batch",
         HitKind::Persisting => "persisting",
+        HitKind::Backoff { .. } => "backoff",
     }
 }

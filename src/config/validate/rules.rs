@@ -11,9 +11,9 @@ use http::Method;
 use toml::Spanned;
 
 use super::Ctx;
-use crate::config::file::{AccountTypeFile, ActionFile, LimitTable, PolicyFile, Text};
+use crate::config::file::{AccountTypeFile, ActionFile, BackoffFile, LimitTable, PolicyFile, Text};
 use crate::config::limit_key::{check_action_name, Limit, LimitKey, LimitNumber};
-use crate::config::{AccountType, ActionRule, Policy, PolicyMode, STANDARD_POLICY};
+use crate::config::{AccountType, ActionRule, Backoff, Policy, PolicyMode, STANDARD_POLICY};
 
 pub fn actions(cx: &mut Ctx, list: &[Spanned<ActionFile>]) -> Vec<ActionRule> {
     let mut seen: Vec<(String, usize)> = Vec::new();
@@ -158,6 +158,53 @@ fn policy(cx: &mut Ctx, slug: &str, f: &PolicyFile, actions: &[&str]) -> Policy 
             .and_then(|t| cx.parse(t))
             .unwrap_or(d.day_resets_at),
         limits,
+        backoff: f.backoff.as_ref().map(|b| backoff(cx, slug, b)),
+    }
+}
+
+/// `[policies.X.backoff]`: statuses 100 to 999, positive pauses, and
+/// `max_pause` at least `default_pause`.
+fn backoff(cx: &mut Ctx, slug: &str, f: &Spanned<BackoffFile>) -> Backoff {
+    let d = Backoff::default();
+    let f = f.get_ref();
+    let mut statuses = Vec::new();
+    if let Some(list) = &f.statuses {
+        if list.get_ref().is_empty() {
+            cx.at(list, "`statuses` must name at least one status");
+        }
+        for status in list.get_ref() {
+            match u16::try_from(*status.get_ref()) {
+                Ok(code) if (100..=999).contains(&code) => statuses.push(code),
+                _ => cx.at(
+                    status,
+                    format!(
+                        "`statuses`: {} is not a status from 100 to 999",
+                        status.get_ref()
+                    ),
+                ),
+            }
+        }
+    } else {
+        statuses = d.statuses.clone();
+    }
+    let default_pause =
+        cx.positive_duration(f.default_pause.as_ref(), "default_pause", d.default_pause);
+    let max_pause = cx.positive_duration(
+        f.max_pause.as_ref(),
+        "max_pause",
+        d.max_pause.max(default_pause),
+    );
+    if max_pause < default_pause {
+        let message = format!("policy `{slug}`: `max_pause` must be at least `default_pause`");
+        match &f.max_pause {
+            Some(value) => cx.at(value, message),
+            None => cx.at_key(&["policies", slug, "backoff"], message),
+        }
+    }
+    Backoff {
+        statuses,
+        default_pause,
+        max_pause,
     }
 }
 

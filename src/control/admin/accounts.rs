@@ -17,6 +17,7 @@ use crate::config::{AccountRoute, CountryCode};
 use crate::config::{AccountType, LimitKey, LimitValue, Plan, ALL_ACTION};
 use crate::control::Control;
 use crate::egress::geo;
+use crate::policy::limit::backoff::Pause;
 use crate::state::accounts::{parse_params, Account};
 use crate::state::changes::{AccountChanges, RouteChange};
 use crate::state::snapshot::Snapshot;
@@ -232,6 +233,7 @@ pub fn get(app: &Control, id: &str) -> Result<Response<ProxyBody>, AdminError> {
         },
         "limits": limits_in_force(app, &account),
         "usage": {"day_start": usage.day_start(), "all": usage.count(None), "actions": actions},
+        "backoff": pauses_view(&account.limiter.pauses(&app.engine.clock)),
     })))
 }
 
@@ -318,6 +320,21 @@ fn limits_in_force(app: &Control, account: &Account) -> Map<String, Value> {
             (limit.raw_key.clone(), Value::Object(entry))
         })
         .collect()
+}
+
+/// The running platform pauses: action, until, origin status.
+fn pauses_view(pauses: &[Pause]) -> Value {
+    let list: Vec<Value> = pauses
+        .iter()
+        .map(|p| {
+            json!({
+                "action": p.action,
+                "until": rfc3339(p.until_ms),
+                "origin_status": p.status,
+            })
+        })
+        .collect();
+    Value::Array(list)
 }
 
 /// Unix milliseconds as `2026-11-22T21:47:09Z`.

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::AdminError;
 use super::{json, string_field};
-use crate::config::{Limit, LimitValue, Plan};
+use crate::config::{Limit, LimitValue, Plan, Policy};
 use crate::control::Control;
 use crate::state::accounts::Account;
 use crate::state::snapshot::Snapshot;
@@ -63,7 +63,7 @@ pub fn view(runtime: &Snapshot, account: &Account) -> Value {
                 "name": p.name,
                 "slug": p.slug,
                 "description": p.description,
-                "limits": flat(&p.limits),
+                "limits": policy_limits(p),
                 "available": available(p.free, settings.plan),
             })
         })
@@ -85,6 +85,24 @@ pub fn view(runtime: &Snapshot, account: &Account) -> Value {
 
 fn available(free_policy: bool, plan: Plan) -> bool {
     free_policy || plan == Plan::Paid
+}
+
+/// A policy's limits as flat keys, with its `backoff` (statuses and
+/// pauses) when it has one.
+fn policy_limits(policy: &Policy) -> Map<String, Value> {
+    let mut limits = flat(&policy.limits);
+    if let Some(backoff) = &policy.backoff {
+        let pause = |d| humantime::format_duration(d).to_string();
+        limits.insert(
+            "backoff".into(),
+            json!({
+                "statuses": backoff.statuses,
+                "default_pause": pause(backoff.default_pause),
+                "max_pause": pause(backoff.max_pause),
+            }),
+        );
+    }
+    limits
 }
 
 /// Limits as flat `{key: value}`, keys as written.

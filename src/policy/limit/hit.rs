@@ -26,6 +26,11 @@ pub enum HitKind {
     /// Usage must reach the store before more is admitted (see
     /// [`journal`]); not a policy limit, so it is waited for in any mode.
     Persisting,
+    /// The platform answered "too fast": the action is paused.
+    Backoff {
+        /// The whole pause.
+        pause: Duration,
+    },
 }
 
 /// The limit that refused (or held) a request, for headers and details.
@@ -41,47 +46,50 @@ pub struct Hit {
     pub remaining: u64,
     /// How long until it could admit (zero if unknown).
     pub retry_after: Duration,
+    /// For a backoff: the paused action (`all` when the answer matched no
+    /// action) and the origin status that paused it.
+    pub paused: Option<(Arc<str>, u16)>,
 }
 
 impl Hit {
-    pub(super) fn gap(gap: Duration, left: Duration) -> Self {
+    /// A limit of `kind` with key `key` and value `value`, nothing left,
+    /// admitting again after `retry_after`.
+    pub(super) fn reached(kind: HitKind, key: Arc<str>, value: u64, retry_after: Duration) -> Self {
         Hit {
-            kind: HitKind::Gap,
-            key: Arc::from("account_protection_seconds"),
-            value: gap.as_secs(),
+            kind,
+            key,
+            value,
             remaining: 0,
-            retry_after: left,
+            retry_after,
+            paused: None,
+        }
+    }
+
+    pub(super) fn gap(gap: Duration, left: Duration) -> Self {
+        let key = Arc::from("account_protection_seconds");
+        Self::reached(HitKind::Gap, key, gap.as_secs(), left)
+    }
+
+    /// `action` paused for `pause` after the origin answered `status`,
+    /// `left` of it to go.
+    pub(super) fn backoff(action: Arc<str>, status: u16, pause: Duration, left: Duration) -> Self {
+        Hit {
+            paused: Some((action, status)),
+            ..Self::reached(HitKind::Backoff { pause }, Arc::from("backoff"), 0, left)
         }
     }
 
     pub(super) fn concurrency(max: u64) -> Self {
-        Hit {
-            kind: HitKind::Concurrency,
-            key: Arc::from("concurrent_limit"),
-            value: max,
-            remaining: 0,
-            retry_after: Duration::ZERO,
-        }
+        let key = Arc::from("concurrent_limit");
+        Self::reached(HitKind::Concurrency, key, max, Duration::ZERO)
     }
 
     pub(super) fn batch(size: u64, pause: Duration, left: Duration) -> Self {
-        Hit {
-            kind: HitKind::Batch { pause },
-            key: Arc::from("batch"),
-            value: size,
-            remaining: 0,
-            retry_after: left,
-        }
+        Self::reached(HitKind::Batch { pause }, Arc::from("batch"), size, left)
     }
 
     pub(super) fn persisting() -> Self {
-        Hit {
-            kind: HitKind::Persisting,
-            key: Arc::from("state"),
-            value: 0,
-            remaining: 0,
-            retry_after: Duration::ZERO,
-        }
+        Self::reached(HitKind::Persisting, Arc::from("state"), 0, Duration::ZERO)
     }
 
     /// The period that bounds the limit, for `RateLimit-Policy`'s `w`
@@ -91,7 +99,7 @@ impl Hit {
             HitKind::Rolling { window } => Some(window),
             HitKind::Daily => Some(Duration::from_secs(86_400)),
             HitKind::Gap => Some(Duration::from_secs(self.value)),
-            HitKind::Batch { pause } => Some(pause),
+            HitKind::Batch { pause } | HitKind::Backoff { pause } => Some(pause),
             HitKind::Concurrency | HitKind::Persisting => None,
         }
     }

@@ -63,6 +63,16 @@ impl Journal {
         self.admitted - self.durable_at >= self.headroom.div_ceil(2)
     }
 
+    /// How many events (admissions, pauses) were recorded so far.
+    pub fn mark(&self) -> u64 {
+        self.admitted
+    }
+
+    /// Whether everything up to `mark` is in a durable snapshot.
+    pub fn is_durable(&self, mark: u64) -> bool {
+        self.durable_at >= mark
+    }
+
     /// Whether admissions happened since the durable snapshot.
     pub fn is_dirty(&self) -> bool {
         self.admitted > self.durable_at

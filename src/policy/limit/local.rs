@@ -26,6 +26,8 @@ pub struct AccountLimiter {
     state: Mutex<LimiterState>,
     gate: tokio::sync::Mutex<()>,
     released: Notify,
+    /// Woken whenever a snapshot became durable.
+    persisted: Notify,
     /// Wakes the usage flusher; present when usage is persisted.
     flush: Option<Arc<Notify>>,
 }
@@ -87,6 +89,46 @@ impl AccountLimiter {
     pub fn durable(&self, pending: Pending) {
         self.lock().durable(pending);
         self.released.notify_one();
+        self.persisted.notify_waiters();
+    }
+
+    /// Pauses the actions a request matched (`all` when none) for `pause`
+    /// after the origin answered `status`, and waits (at most
+    /// [`PERSIST_WAIT`]) until the pause is durable, so that no restart can
+    /// bring it back shorter. Returns the actions whose pause started.
+    pub async fn back_off(
+        &self,
+        policy: &PolicyLimits,
+        actions: &ActionSet,
+        status: u16,
+        pause: Duration,
+        clock: &Clock,
+    ) -> Vec<Arc<str>> {
+        let (started, mark) = self
+            .lock()
+            .back_off(policy, actions, status, pause, clock.unix_ms());
+        let (Some(mark), Some(flusher)) = (mark, &self.flush) else {
+            return started;
+        };
+        let durable = async {
+            loop {
+                let persisted = self.persisted.notified();
+                if self.lock().is_durable(mark) {
+                    return;
+                }
+                flusher.notify_one();
+                persisted.await;
+            }
+        };
+        if tokio::time::timeout(PERSIST_WAIT, durable).await.is_err() {
+            tracing::warn!("a backoff pause was not persisted in time");
+        }
+        started
+    }
+
+    /// The platform pauses running now.
+    pub fn pauses(&self, clock: &Clock) -> Vec<super::backoff::Pause> {
+        self.lock().pauses(clock.unix_ms())
     }
 
     /// Admits nothing more (clean shutdown, before the last snapshot).

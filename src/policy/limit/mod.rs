@@ -20,6 +20,7 @@
 //!   every time is on the [`clock::Clock`]'s Unix time base, so another
 //!   process can check the same windows.
 
+pub mod backoff;
 pub mod clock;
 mod hit;
 pub mod journal;
@@ -66,6 +67,23 @@ impl Limiter {
     ) -> Result<Grant, Refusal> {
         match self {
             Limiter::Local => local.admit(policy, actions, clock).await.map(Grant::Local),
+        }
+    }
+
+    /// The origin answered `status`, which the policy's backoff lists:
+    /// pauses the actions the request matched for `pause`, durably.
+    /// Returns the actions whose pause started now.
+    pub async fn back_off(
+        &self,
+        local: &Arc<AccountLimiter>,
+        policy: &PolicyLimits,
+        actions: &ActionSet,
+        status: u16,
+        pause: Duration,
+        clock: &Clock,
+    ) -> Vec<Arc<str>> {
+        match self {
+            Limiter::Local => local.back_off(policy, actions, status, pause, clock).await,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{DayReset, LimitKey, LimitValue, Policy, PolicyMode, ALL_ACTION};
+use crate::config::{Backoff, DayReset, LimitKey, LimitValue, Policy, PolicyMode, ALL_ACTION};
 use crate::policy::classify::{ActionId, ActionSet, Classifier};
 
 /// What a limit counts.
@@ -90,6 +90,8 @@ pub struct PolicyLimits {
     pub batch: Option<BatchRule>,
     /// The name of each action id the policy was compiled against.
     pub action_names: Arc<[Arc<str>]>,
+    /// Platform feedback, when configured.
+    pub backoff: Option<Backoff>,
 }
 
 impl PolicyLimits {
@@ -107,6 +109,7 @@ impl PolicyLimits {
             concurrency: None,
             batch: None,
             action_names: classifier.action_names().clone(),
+            backoff: policy.backoff.clone(),
         };
         let mut batch_size = None;
         let mut batch_pause = None;

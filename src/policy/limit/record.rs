@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::backoff::Pause;
+
 /// One account's usage as persisted: a snapshot of its counters and the
 /// headroom of admissions it may have made since (see [`super::journal`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -22,4 +24,7 @@ pub struct UsageRecord {
     /// Admissions that may have happened after this snapshot (0 after a
     /// clean shutdown).
     pub headroom: u64,
+    /// Paused actions (platform feedback), kept until they end.
+    #[serde(default)]
+    pub pauses: Vec<Pause>,
 }

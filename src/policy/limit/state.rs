@@ -6,6 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
+use super::backoff::{Pause, Pauses};
 use super::clock::Clock;
 use super::journal::{Journal, Pending};
 use super::policy::PolicyLimits;
@@ -46,6 +49,8 @@ pub struct LimiterState {
     batch: BatchProgress,
     /// Present when usage is persisted.
     journal: Option<Journal>,
+    /// Actions the platform paused.
+    pauses: Pauses,
 }
 
 /// What one admission consumed, to give it back.
@@ -110,6 +115,9 @@ impl LimiterState {
         now: u64,
         wall_ms: i64,
     ) -> Verdict {
+        if let Some(hit) = self.paused(policy, actions, wall_ms) {
+            return Verdict::Refuse(hit);
+        }
         if let Some(hit) = self.hard_refusal(policy, actions, wall_ms) {
             return Verdict::Refuse(hit);
         }
@@ -131,15 +139,11 @@ impl LimiterState {
             }
             let wait = window.wait(now);
             if wait > 0 {
-                let hit = Hit {
-                    kind: HitKind::Rolling {
-                        window: rule.window,
-                    },
-                    key: rule.key.clone(),
-                    value: u64::from(rule.max.get()),
-                    remaining: 0,
-                    retry_after: Duration::from_nanos(wait),
+                let kind = HitKind::Rolling {
+                    window: rule.window,
                 };
+                let max = u64::from(rule.max.get());
+                let hit = Hit::reached(kind, rule.key.clone(), max, Duration::from_nanos(wait));
                 consider(Some(now + wait), hit);
             }
         }
@@ -170,6 +174,54 @@ impl LimiterState {
         Verdict::Admit
     }
 
+    /// A running platform pause of one of the request's actions (or of
+    /// `all`): refused before any other limit, in both modes.
+    fn paused(&self, policy: &PolicyLimits, actions: &ActionSet, wall_ms: i64) -> Option<Hit> {
+        let names = names_of(policy, actions);
+        let pause = self.pauses.holding(&names, wall_ms)?;
+        let left = pause.left(wall_ms)?;
+        let action = Arc::from(pause.action.as_str());
+        Some(Hit::backoff(action, pause.status, pause.length(), left))
+    }
+
+    /// Pauses the actions a request matched (`all` when none) for `pause`
+    /// after the origin answered `status`. Returns the actions whose pause
+    /// started now, and the journal mark to wait for (with whether a flush
+    /// is wanted).
+    pub fn back_off(
+        &mut self,
+        policy: &PolicyLimits,
+        actions: &ActionSet,
+        status: u16,
+        pause: Duration,
+        wall_ms: i64,
+    ) -> (Vec<Arc<str>>, Option<u64>) {
+        let mut paused: Vec<Arc<str>> = actions
+            .iter()
+            .filter_map(|id| policy.action_names.get(usize::from(id.0)).cloned())
+            .collect();
+        if paused.is_empty() {
+            paused.push(Arc::from(crate::config::ALL_ACTION));
+        }
+        let until = wall_ms.saturating_add(i64::try_from(pause.as_millis()).unwrap_or(i64::MAX));
+        paused.retain(|action| self.pauses.extend(action, status, wall_ms, until));
+        let mark = self.journal.as_mut().map(|journal| {
+            journal.record();
+            journal.mark()
+        });
+        (paused, mark)
+    }
+
+    /// Whether everything up to `mark` is durable (always, unpersisted).
+    pub fn is_durable(&self, mark: u64) -> bool {
+        self.journal.as_ref().is_none_or(|j| j.is_durable(mark))
+    }
+
+    /// The pauses running at `wall_ms`.
+    pub fn pauses(&self, wall_ms: i64) -> Vec<Pause> {
+        self.pauses.running(wall_ms).cloned().collect()
+    }
+
     /// A daily cap reached or a batch pause running.
     fn hard_refusal(
         &self,
@@ -182,13 +234,13 @@ impl LimiterState {
                 let now_secs = wall_ms.div_euclid(1000);
                 let reset = policy.day_reset.next_reset_after(now_secs);
                 let left = u64::try_from(reset - now_secs).unwrap_or(0);
-                return Some(Hit {
-                    kind: HitKind::Daily,
-                    key: rule.key.clone(),
-                    value: rule.cap,
-                    remaining: 0,
-                    retry_after: Duration::from_secs(left),
-                });
+                let left = Duration::from_secs(left);
+                return Some(Hit::reached(
+                    HitKind::Daily,
+                    rule.key.clone(),
+                    rule.cap,
+                    left,
+                ));
             }
         }
         let rule = policy.batch.as_ref().filter(|_| !actions.is_empty())?;
@@ -253,6 +305,7 @@ impl LimiterState {
             ..UsageRecord::default()
         };
         self.usage.to_record(&mut record);
+        record.pauses = self.pauses.to_list();
         self.batch.to_record(&mut record);
         Some((record, pending))
     }
@@ -275,6 +328,7 @@ impl LimiterState {
     pub fn restore(&mut self, record: &UsageRecord, policy: &PolicyLimits, wall_ms: i64) {
         let today = policy.day_reset.day_start(wall_ms.div_euclid(1000));
         self.usage = DailyUsage::from_record(record, today);
+        self.pauses = Pauses::from_list(record.pauses.clone());
         self.batch = BatchProgress::from_record(record, policy.batch.as_ref(), wall_ms);
     }
 
@@ -301,6 +355,14 @@ impl LimiterState {
             self.built_for = None;
         }
     }
+}
+
+/// The names of the actions a request matched.
+fn names_of<'a>(policy: &'a PolicyLimits, actions: &ActionSet) -> SmallVec<[&'a str; 4]> {
+    actions
+        .iter()
+        .filter_map(|id| policy.action_names.get(usize::from(id.0)).map(|n| &**n))
+        .collect()
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -335,6 +397,7 @@ mod tests {
             concurrency: None,
             batch: None,
             action_names: Arc::from(Vec::new()),
+            backoff: None,
         });
         let mut state = LimiterState::default();
         let none = ActionSet::new();

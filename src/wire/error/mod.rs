@@ -37,17 +37,13 @@ pub enum ProxyError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// A limit of the account's policy refused the request.
-    #[error(
-        "{} ({}) reached for account {account}; retry in {} s",
-        refusal.hit.key,
-        refusal.hit.value,
-        retry_after_secs(refusal.hit.retry_after)
-    )]
+    #[error("{}", refusal_detail(account, refusal))]
     RateLimited {
         /// The account.
         account: Arc<str>,
-        /// The limit and the wait.
-        refusal: Refusal,
+        /// The limit and the wait (boxed: refusals are rare, and the
+        /// error travels by value on every path).
+        refusal: Box<Refusal>,
     },
     /// pacer is at `max_connections` or shutting down.
     #[error("{0}")]
@@ -207,6 +203,22 @@ impl ProxyError {
             | ProxyError::Unavailable(_)
             | ProxyError::Origin(_) => false,
         }
+    }
+}
+
+/// The detail of a refusal: the limit key, its value and the wait, or for
+/// a backoff the paused action and the origin's status.
+fn refusal_detail(account: &str, refusal: &Refusal) -> String {
+    let hit = &refusal.hit;
+    let wait = retry_after_secs(hit.retry_after);
+    match &hit.paused {
+        Some((action, status)) => format!(
+            "backoff: action {action} of account {account} is paused after the origin answered {status}; retry in {wait} s"
+        ),
+        None => format!(
+            "{} ({}) reached for account {account}; retry in {wait} s",
+            hit.key, hit.value
+        ),
     }
 }
 
