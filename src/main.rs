@@ -56,6 +56,10 @@ enum CaAction {
         /// Folder to write into.
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
+        /// Replace an existing CA (clients trusting the old one must be
+        /// given the new certificate).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -66,8 +70,8 @@ fn main() -> ExitCode {
         None => run(&cli.config),
         Some(Command::Check) => Ok(check(&cli.config)),
         Some(Command::Ca {
-            action: CaAction::Init { dir },
-        }) => ca_init(&dir),
+            action: CaAction::Init { dir, force },
+        }) => ca_init(&dir, force),
     };
     result.unwrap_or_else(|err| {
         eprintln!("pacer: {err:#}");
@@ -107,8 +111,8 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn ca_init(dir: &Path) -> anyhow::Result<ExitCode> {
-    let written = pacer::intercept::ca::init(dir)?;
+fn ca_init(dir: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    let written = pacer::intercept::ca::init(dir, force)?;
     println!(
         "wrote {} (install in clients) and {} (keep private)",
         written.cert.display(),

@@ -20,6 +20,7 @@ use crate::egress::upstream::EgressSettings;
 use crate::ingress::limit::ConnectionLimit;
 use crate::ingress::threads::{self, IngressThreads};
 use crate::ingress::{self, BoundListener, Ingress};
+use crate::intercept::Interceptor;
 use crate::pipeline::Engine;
 use crate::policy::limit::clock::Clock;
 use crate::state::persist;
@@ -57,7 +58,18 @@ impl App {
         };
         let snapshot = Snapshot::build(config, &changes, None, journal.clone(), &egress)?;
         let metrics = Metrics::new(config.admin.account_metrics);
-        let engine = Arc::new(Engine::new(settings, snapshot, egress, clock, metrics));
+        let interceptor = match config.mitm.enabled {
+            true => Some(Interceptor::new(&config.mitm).context("cannot start interception")?),
+            false => None,
+        };
+        let engine = Arc::new(Engine::new(
+            settings,
+            snapshot,
+            egress,
+            clock,
+            metrics,
+            interceptor,
+        ));
         let ingress = Arc::new(Ingress {
             engine: engine.clone(),
             connections: ConnectionLimit::new(config.server.max_connections),

@@ -427,7 +427,7 @@ async fn metrics_count_requests_by_listener_action_and_outcome() {
     let response = admin_text(&proxy, "/metrics").await;
     assert!(
         response
-            .contains("pacer_requests_total{listener=\"http\",action=\"all\",outcome=\"ok\"} 1"),
+            .contains("pacer_requests_total{listener=\"http\",action=\"all\",outcome=\"ok\",intercepted=\"false\"} 1"),
         "{response}"
     );
     assert!(response.contains("action=\"profiles\""), "{response}");

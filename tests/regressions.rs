@@ -110,7 +110,7 @@ const SOCKS_ALL: &str = "pacer_requests_total{listener=\"socks5\",action=\"all\"
 const SOCKS_OPEN: &str = "pacer_open_connections{listener=\"socks5\"}";
 
 fn socks_series(outcome: &str) -> String {
-    format!("{SOCKS_ALL}outcome=\"{outcome}\"}}")
+    format!("{SOCKS_ALL}outcome=\"{outcome}\",intercepted=\"false\"}}")
 }
 
 /// Polls `GET /metrics` until `done` holds for its text (every 20 ms, at

@@ -157,6 +157,7 @@ pub struct MitmFile {
     pub ca_cert: Option<Text>,
     pub ca_key: Option<Text>,
     pub hosts: Vec<Text>,
+    pub leaf_cache: Option<Int>,
 }
 
 /// A duration as written: a string (`"10s"`), or a bare number, kept so

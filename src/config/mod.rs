@@ -374,6 +374,9 @@ pub struct MitmConfig {
     pub ca_key: PathBuf,
     /// Host globs to intercept. Default none.
     pub hosts: Vec<String>,
+    /// Leaf certificates kept (least recently used go first). Default
+    /// 10000.
+    pub leaf_cache: usize,
 }
 
 impl Default for MitmConfig {
@@ -383,6 +386,7 @@ impl Default for MitmConfig {
             ca_cert: PathBuf::from("certs/ca.pem"),
             ca_key: PathBuf::from("certs/ca.key"),
             hosts: Vec::new(),
+            leaf_cache: 10_000,
         }
     }
 }

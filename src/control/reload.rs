@@ -6,9 +6,9 @@
 //! reload that fails anywhere changes nothing. Limiter state and usage of
 //! existing accounts carry over (windows of unchanged limits too), an
 //! account added back finds its usage again, and in-flight requests and
-//! tunnels keep the snapshot they started with. `[server]`,
-//! `[[listeners]]`, `[admin]`, `[state]`, `[tls]` and `[mitm]` take effect
-//! only on restart.
+//! tunnels keep the snapshot they started with. `[mitm] hosts` applies to
+//! new tunnels; `[server]`, `[[listeners]]`, `[admin]`, `[state]`, `[tls]`
+//! and the rest of `[mitm]` take effect only on restart.
 
 use std::sync::Arc;
 
@@ -67,7 +67,13 @@ fn warn_about_restart_only_changes(running: &Config, file: &Config) {
         ("[admin]", running.admin != file.admin),
         ("[state]", running.state != file.state),
         ("[tls]", running.tls != file.tls),
-        ("[mitm]", running.mitm != file.mitm),
+        ("[mitm] (but `hosts`)", {
+            let keep_hosts = |m: &crate::config::MitmConfig| crate::config::MitmConfig {
+                hosts: Vec::new(),
+                ..m.clone()
+            };
+            keep_hosts(&running.mitm) != keep_hosts(&file.mitm)
+        }),
     ];
     for (section, changed) in sections {
         if changed {

@@ -74,15 +74,15 @@ pub async fn serve_connection(
         return refuse(proto, close, &err).await;
     }
     match Box::pin(tunnel::open(&engine, &mut close, &account, &target)).await {
-        Ok(destination) => {
-            let bound_addr = destination
+        Ok(opened) => {
+            let bound_addr = opened
                 .local_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
             close.ctx.succeeded(0);
-            let Ok(mut client) = proto.reply_success(bound_addr).await else {
+            let Ok(client) = proto.reply_success(bound_addr).await else {
                 return;
             };
-            tunnel::relay(close, &mut client, destination).await;
+            tunnel::relay(close, client, account, opened).await;
             drop(admission);
         }
         Err(err) => refuse(proto, close, &err).await,

@@ -20,19 +20,22 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::activity::ConnActivity;
 use super::close::CloseOut;
 use super::request::{self, with_waited, ProxyResponse};
+use super::tunnel::Opened;
 use super::{authenticate, bound_account, tunnel, Engine};
-use crate::egress::stream::EgressStream;
 use crate::egress::target::Target;
 use crate::policy::auth::Credentials;
 use crate::state::accounts::Account;
 use crate::telemetry::context::ListenerKind;
 use crate::wire::body::ProxyBody;
 use crate::wire::error::ProxyError;
+use crate::wire::request_id::RequestId;
 
 /// One client connection as the request path sees it.
 pub struct HttpClient {
     /// The client's address.
     pub peer: SocketAddr,
+    /// The listener it came in on.
+    pub listener: ListenerKind,
     /// Set on a bound listener: every client is this account.
     pub bound: Option<Arc<str>>,
     /// Its activity, for the listener's watchdog.
@@ -40,6 +43,17 @@ pub struct HttpClient {
     /// Whatever the listener keeps for the connection's whole life,
     /// tunnels included (its connection permit).
     pub held: Box<dyn Send + Sync>,
+    /// Set inside an intercepted tunnel.
+    pub inside: Option<Inside>,
+}
+
+/// The intercepted tunnel a connection runs inside: every request goes to
+/// its host over TLS, whatever its own `Host` says.
+pub struct Inside {
+    /// The tunnel's destination.
+    pub target: Target,
+    /// The tunnel's id.
+    pub tunnel: RequestId,
 }
 
 /// Serves HTTP/1 on `io` until the client closes, `cut` resolves (the
@@ -86,12 +100,16 @@ async fn handle(
     client: &Arc<HttpClient>,
     request: Request<Incoming>,
 ) -> ProxyResponse {
-    let mut close = CloseOut::new(
-        engine.clone(),
-        engine.context(ListenerKind::Http, client.peer),
-    );
+    let mut close = CloseOut::new(engine.clone(), engine.context(client.listener, client.peer));
     close.on_connection(client.activity.clone());
     close.ctx.method = Some(request.method().clone());
+    let mut request = request;
+    if let Some(inside) = &client.inside {
+        close.ctx.intercepted = Some(inside.tunnel);
+        if let Err(err) = to_origin(&mut request, &inside.target) {
+            return request::refuse(close, &err);
+        }
+    }
     let identified = target_of(&request).and_then(|target| {
         close.ctx.target = Some(target.clone());
         Ok((identify(&mut close, client, &request)?, target))
@@ -100,10 +118,28 @@ async fn handle(
         Ok(found) => found,
         Err(err) => return request::refuse(close, &err),
     };
-    if request.method() == Method::CONNECT {
-        return connect(engine, close, client, &account, request, target).await;
+    if request.method() == Method::CONNECT && client.inside.is_none() {
+        return connect(engine, close, client, account, request, target).await;
     }
     request::serve(engine, close, &account, request, target).await
+}
+
+/// Makes the request's URI absolute `https://` to the tunnel's `target`
+/// (the request line inside a tunnel is origin-form).
+fn to_origin(request: &mut Request<Incoming>, target: &Target) -> Result<(), ProxyError> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let uri = http::Uri::builder()
+        .scheme(http::uri::Scheme::HTTPS)
+        .authority(target.to_string())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| ProxyError::MalformedRequest("the request target is not a path"))?;
+    *request.uri_mut() = uri;
+    Ok(())
 }
 
 /// Where the request goes: a CONNECT authority, or an absolute URI.
@@ -140,16 +176,16 @@ async fn connect(
     engine: &Arc<Engine>,
     mut close: CloseOut,
     client: &Arc<HttpClient>,
-    account: &Account,
+    account: Arc<Account>,
     mut request: Request<Incoming>,
     target: Target,
 ) -> ProxyResponse {
-    match tunnel::open(engine, &mut close, account, &target).await {
-        Ok(destination) => {
+    match tunnel::open(engine, &mut close, &account, &target).await {
+        Ok(opened) => {
             close.ctx.succeeded(StatusCode::OK.as_u16());
             let waited = close.ctx.waited;
             let upgrade = hyper::upgrade::on(&mut request);
-            spawn_relay(engine, client.clone(), close, upgrade, destination);
+            spawn_relay(engine, client.clone(), close, upgrade, account, opened);
             with_waited(Response::new(ProxyBody::empty()), waited)
         }
         Err(err) => request::refuse(close, &err),
@@ -161,13 +197,14 @@ fn spawn_relay(
     client: Arc<HttpClient>,
     close: CloseOut,
     upgrade: OnUpgrade,
-    destination: EgressStream,
+    account: Arc<Account>,
+    opened: Opened,
 ) {
     engine.shutdown.spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
-                let mut io = TokioIo::new(upgraded);
-                tunnel::relay(close, &mut io, destination).await;
+                let io = TokioIo::new(upgraded);
+                tunnel::relay(close, io, account, opened).await;
             }
             Err(err) => {
                 tracing::debug!(id = %close.ctx.id, %err, "client left before the tunnel opened")

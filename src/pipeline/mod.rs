@@ -10,6 +10,8 @@
 //! - [`request`]: one plain request: classify > admit > route > forward.
 //! - [`tunnel`]: one tunnel (HTTP CONNECT or SOCKS5): classify > admit >
 //!   route > dial, then relay; where interception is decided.
+//! - [`mitm`]: an intercepted tunnel: the client's TLS terminated, each
+//!   request inside served by [`http`] and [`request`] like plain HTTP.
 //! - [`admit`]: classification and admission, shared by both.
 //! - [`attempt`]: the one loop over the hops of the account's route plan.
 //! - [`feedback`]: the origin's "too fast" answers pause the account.
@@ -23,6 +25,7 @@ pub mod attempt;
 pub mod close;
 pub mod feedback;
 pub mod http;
+pub mod mitm;
 pub mod request;
 pub mod tunnel;
 
@@ -35,6 +38,7 @@ use crate::config::ServerConfig;
 use crate::egress::dial::Dialer;
 use crate::egress::forward::Forwarder;
 use crate::egress::upstream::EgressSettings;
+use crate::intercept::Interceptor;
 use crate::policy::auth::{AuthError, Credentials};
 use crate::policy::limit::clock::Clock;
 use crate::policy::limit::Limiter;
@@ -64,6 +68,8 @@ pub struct Engine {
     pub shutdown: Shutdown,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// TLS interception, when `[mitm] enabled`.
+    pub interceptor: Option<Interceptor>,
 }
 
 impl Engine {
@@ -74,6 +80,7 @@ impl Engine {
         egress: Arc<EgressSettings>,
         clock: Clock,
         metrics: Metrics,
+        interceptor: Option<Interceptor>,
     ) -> Self {
         let dialer = Dialer::new(settings.connect_timeout);
         Engine {
@@ -86,6 +93,7 @@ impl Engine {
             clock,
             shutdown: Shutdown::new(),
             metrics,
+            interceptor,
         }
     }
 

@@ -2,34 +2,86 @@
 //! classifies the tunnel (one request with method `CONNECT`, the target
 //! host and no path), admits it and reaches the destination; once the
 //! listener has told its client, [`relay`] carries the tunnel to its end
-//! and closes it out. Interception (SPEC section 7) is decided in
-//! [`relay`], before the first byte moves: everything else is opaque.
+//! and closes it out.
+//!
+//! Interception (SPEC section 7) is decided here. A tunnel to a host of
+//! `[mitm] hosts` (while interception is on) is answered before anything
+//! is admitted or dialled; its client's first bytes then decide: a TLS
+//! ClientHello is intercepted ([`super::mitm`]) and the tunnel itself
+//! consumes no limit, anything else is admitted, dialled and relayed as an
+//! opaque tunnel.
 
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
 use http::Method;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::admit::admit;
 use super::attempt::{reach, Attempt, Reached};
 use super::close::CloseOut;
-use super::Engine;
+use super::{mitm, Engine};
+use crate::egress::prefix::Prefixed;
 use crate::egress::relay::{relay as copy_both_ways, RelayEnd};
 use crate::egress::stream::EgressStream;
 use crate::egress::target::Target;
+use crate::intercept::sniff;
 use crate::policy::classify::RequestShape;
 use crate::state::accounts::Account;
 use crate::wire::error::ProxyError;
 
-/// Opens the destination side of a tunnel to `target` for `account`.
-/// On an error the caller answers its client and records the failure on
-/// `close` ([`CloseOut::failed`]).
+/// A tunnel the client may now be told is open.
+pub enum Opened {
+    /// Its destination, reached.
+    Dialed(EgressStream),
+    /// A host that may be intercepted: decided on the client's first bytes.
+    Deferred,
+}
+
+impl Opened {
+    /// The local address of the destination socket (a SOCKS5 reply's
+    /// BND.ADDR), when there is one yet.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Opened::Dialed(stream) => stream.local_addr().ok(),
+            Opened::Deferred => None,
+        }
+    }
+}
+
+/// Opens a tunnel to `target` for `account`. On an error the caller
+/// answers its client and records the failure on `close`
+/// ([`CloseOut::failed`]).
 pub async fn open(
     engine: &Engine,
     close: &mut CloseOut,
     account: &Account,
     target: &Target,
-) -> Result<EgressStream, ProxyError> {
+) -> Result<Opened, ProxyError> {
     close.ctx.method = Some(Method::CONNECT);
     close.ctx.target = Some(target.clone());
+    if engine.interceptor.is_some()
+        && close
+            .ctx
+            .snapshot
+            .intercepted_hosts
+            .matches(&target.host_str())
+    {
+        engine.shutdown.ensure_open()?;
+        return Ok(Opened::Deferred);
+    }
+    dial(engine, close, account, target)
+        .await
+        .map(Opened::Dialed)
+}
+
+/// Admits the tunnel and reaches its destination.
+async fn dial(
+    engine: &Engine,
+    close: &mut CloseOut,
+    account: &Account,
+    target: &Target,
+) -> Result<EgressStream, ProxyError> {
     let host = target.host_str();
     let shape = RequestShape {
         method: &Method::CONNECT,
@@ -43,14 +95,59 @@ pub async fn open(
     }
 }
 
-/// Relays an open tunnel between `client` and `destination` until it
+/// Carries an open tunnel between `client` and its destination until it
 /// ends, then closes it out.
-pub async fn relay<C>(mut close: CloseOut, client: &mut C, mut destination: EgressStream)
+pub async fn relay<C>(mut close: CloseOut, client: C, account: Arc<Account>, opened: Opened)
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let destination = match opened {
+        Opened::Dialed(destination) => destination,
+        Opened::Deferred => {
+            let engine = close.engine().clone();
+            let (first, client) = first_bytes(&engine, client).await;
+            let client = Prefixed::new(first.clone(), client);
+            if sniff::is_client_hello(&first) {
+                return mitm::intercept(close, client, account).await;
+            }
+            let Some(target) = close.ctx.target.clone() else {
+                return;
+            };
+            match dial(&engine, &mut close, &account, &target).await {
+                Ok(destination) => return copy(close, client, destination).await,
+                Err(err) => {
+                    // The client was told the tunnel is open: it is closed.
+                    let status = err.wire_code().status.as_u16();
+                    return close.failed(&err, status);
+                }
+            }
+        }
+    };
+    copy(close, client, destination).await;
+}
+
+/// Up to [`sniff::NEEDED`] of the client's first bytes, waiting at most
+/// `header_read_timeout` (a client that says nothing first is opaque).
+async fn first_bytes<C: AsyncRead + Unpin>(engine: &Engine, mut client: C) -> (Bytes, C) {
+    let mut first = BytesMut::with_capacity(sniff::NEEDED);
+    let read = async {
+        while first.len() < sniff::NEEDED {
+            match client.read_buf(&mut first).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(engine.settings.header_read_timeout, read).await;
+    (first.freeze(), client)
+}
+
+async fn copy<C>(mut close: CloseOut, mut client: C, mut destination: EgressStream)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let idle = close.engine().settings.idle_timeout;
-    let outcome = copy_both_ways(client, &mut destination, idle).await;
+    let outcome = copy_both_ways(&mut client, &mut destination, idle).await;
     close.ctx.bytes_up = outcome.up;
     close.ctx.bytes_down = outcome.down;
     match &outcome.end {

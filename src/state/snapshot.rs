@@ -17,7 +17,7 @@ use super::changes::AccountChanges;
 use crate::config::{AccountType, Config, Policy};
 use crate::egress::route::Router;
 use crate::egress::upstream::EgressSettings;
-use crate::policy::classify::Classifier;
+use crate::policy::classify::{Classifier, HostSet};
 use crate::policy::limit::policy::PolicyLimits;
 
 /// The reloadable part of the running proxy.
@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub accounts: Accounts,
     /// Each account's route and the upstream pools.
     pub router: Router,
+    /// `[mitm] hosts`: tunnels to these are intercepted (when interception
+    /// is on).
+    pub intercepted_hosts: HostSet,
 }
 
 impl Snapshot {
@@ -91,6 +94,7 @@ impl Snapshot {
             router.set_route(&account.id, &account.settings.load().route);
         }
         Ok(Snapshot {
+            intercepted_hosts: HostSet::new("[mitm] hosts", &config.mitm.hosts)?,
             router,
             classifier,
             policies: config.policies.clone(),

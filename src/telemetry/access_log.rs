@@ -41,8 +41,22 @@ pub fn record(ctx: &RequestContext, actions: &[&str]) {
         attempts = ctx.attempts,
         bytes_up = ctx.bytes_up,
         bytes_down = ctx.bytes_down,
+        intercepted = ctx.intercepted.is_some(),
+        tunnel = %Tunnel(ctx.intercepted),
         duration_ms = ctx.started.elapsed().as_millis() as u64,
     );
+}
+
+/// The id of an intercepted tunnel, `-` for none, formatted lazily.
+struct Tunnel(Option<crate::wire::request_id::RequestId>);
+
+impl std::fmt::Display for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => id.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// Action names joined by commas, `-` for none, formatted lazily.

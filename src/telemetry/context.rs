@@ -80,6 +80,9 @@ pub struct RequestContext {
     pub attempts: u32,
     /// When the request head (or SOCKS5 command) was complete.
     pub started: Instant,
+    /// For an intercepted tunnel and each request inside it: the tunnel's
+    /// id.
+    pub intercepted: Option<RequestId>,
 }
 
 impl std::fmt::Debug for RequestContext {
@@ -118,6 +121,7 @@ impl RequestContext {
             upstream: None,
             attempts: 0,
             started: Instant::now(),
+            intercepted: None,
         }
     }
 

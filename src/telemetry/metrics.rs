@@ -23,6 +23,7 @@ struct RequestLabels {
     listener: &'static str,
     action: String,
     outcome: &'static str,
+    intercepted: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -199,6 +200,11 @@ impl Metrics {
                 listener,
                 action: (*action).to_owned(),
                 outcome,
+                intercepted: if ctx.intercepted.is_some() {
+                    "true"
+                } else {
+                    "false"
+                },
             };
             self.requests.get_or_create(&labels).inc();
         }

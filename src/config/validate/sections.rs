@@ -276,7 +276,7 @@ pub fn mitm(cx: &mut Ctx, f: &MitmFile) -> MitmConfig {
         v.and_then(|p| cx.non_empty(p, what))
             .map_or(default, PathBuf::from)
     };
-    MitmConfig {
+    let config = MitmConfig {
         enabled: f.enabled,
         ca_cert: path(cx, f.ca_cert.as_ref(), "`ca_cert`", d.ca_cert),
         ca_key: path(cx, f.ca_key.as_ref(), "`ca_key`", d.ca_key),
@@ -285,5 +285,51 @@ pub fn mitm(cx: &mut Ctx, f: &MitmFile) -> MitmConfig {
             .iter()
             .filter_map(|h| glob(cx, h, GlobKind::Host))
             .collect(),
+        leaf_cache: cx.integer_at_least(f.leaf_cache.as_ref(), "leaf_cache", 1, d.leaf_cache),
+    };
+    if config.enabled {
+        check_ca_file(
+            cx,
+            f.ca_cert.as_ref(),
+            &config.ca_cert,
+            "ca_cert",
+            pem_certificate,
+        );
+        check_ca_file(cx, f.ca_key.as_ref(), &config.ca_key, "ca_key", pem_key);
     }
+    config
+}
+
+/// A CA file that interception cannot start without: readable PEM of the
+/// right kind, or an error at its key (at `[mitm]` when defaulted).
+fn check_ca_file(
+    cx: &mut Ctx,
+    at: Option<&Text>,
+    path: &std::path::Path,
+    key: &str,
+    read: fn(&std::path::Path) -> Result<(), String>,
+) {
+    let Err(reason) = read(path) else { return };
+    let message = format!(
+        "`{key}` {}: {reason} (write one with `pacer ca init`)",
+        path.display()
+    );
+    match at {
+        Some(text) => cx.at(text, message),
+        None => cx.at_key(&["mitm"], message),
+    }
+}
+
+fn pem_certificate(path: &std::path::Path) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_file(path)
+        .map(drop)
+        .map_err(|err| format!("not a readable PEM certificate ({err})"))
+}
+
+fn pem_key(path: &std::path::Path) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::PrivateKeyDer::from_pem_file(path)
+        .map(drop)
+        .map_err(|err| format!("not a readable PEM private key ({err})"))
 }

@@ -56,9 +56,11 @@ pub async fn serve_connection(
     let io = ClientIo::new(stream, prefix, activity.clone());
     let client = HttpClient {
         peer,
+        listener: ListenerKind::Http,
         bound,
         activity: activity.clone(),
         held: Box::new(admission),
+        inside: None,
     };
     let cut = async move {
         let expired = watchdog(&activity, timeouts).await;

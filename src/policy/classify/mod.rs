@@ -234,6 +234,36 @@ impl Classifier {
     }
 }
 
+/// A set of host globs (SPEC section 2 rules, case-insensitive), such as
+/// `[mitm] hosts`.
+#[derive(Debug)]
+pub struct HostSet(GlobSet);
+
+impl HostSet {
+    /// Compiles `globs`; `owner` names them in an error.
+    pub fn new(owner: &str, globs: &[String]) -> Result<Self, ClassifyError> {
+        let mut builder = GlobSetBuilder::new();
+        for glob in globs {
+            let rule = ActionRule {
+                name: owner.to_owned(),
+                methods: None,
+                hosts: None,
+                paths: None,
+            };
+            builder.add(compile(&rule, &glob.to_ascii_lowercase())?);
+        }
+        Ok(HostSet(build(builder)?))
+    }
+
+    /// Whether `host` (without port) matches one of the globs.
+    pub fn matches(&self, host: &str) -> bool {
+        !self.0.is_empty()
+            && self
+                .0
+                .is_match(host.to_ascii_lowercase().trim_end_matches('.'))
+    }
+}
+
 fn compile(rule: &ActionRule, glob: &str) -> Result<Glob, ClassifyError> {
     GlobBuilder::new(&escape(glob))
         .literal_separator(false)

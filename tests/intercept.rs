@@ -1,0 +1,352 @@
+//! TLS interception (SPEC section 7): tunnels to `[mitm] hosts` whose
+//! client starts TLS are terminated with a leaf of pacer's CA, and every
+//! request inside is classified, limited and routed like plain HTTP, over
+//! verified TLS to the origin; other tunnels stay opaque.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::client::TlsStream;
+
+use common::clients::{http_connect, socks_connect};
+use common::routes::CREDS;
+use common::upstream::{FakeUpstream, TestCa};
+use common::{base_config, echo_server, Proxy};
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+/// An HTTPS origin (certificate of `ca`, for 127.0.0.1 and localhost):
+/// `/status/N` answers N, anything else 200 `secure <path>`.
+async fn tls_origin(ca: &TestCa) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = ca.acceptor();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
+                    let path = request.uri().path().to_owned();
+                    let mut response =
+                        Response::new(Full::new(Bytes::from(format!("secure {path}"))));
+                    if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
+                        *response.status_mut() =
+                            StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+                    }
+                    Ok::<_, Infallible>(response)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// pacer's CA, written for the test.
+struct PacerCa {
+    dir: tempfile::TempDir,
+}
+
+impl PacerCa {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        pacer::intercept::ca::init(dir.path(), false).expect("ca init");
+        PacerCa { dir }
+    }
+
+    fn cert(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn section(&self, hosts: &str) -> String {
+        format!(
+            "[mitm]\nenabled = true\nca_cert = {:?}\nca_key = {:?}\nhosts = [{hosts}]\n",
+            self.cert().display().to_string(),
+            self.dir.path().join("ca.key").display().to_string()
+        )
+    }
+}
+
+/// The base config, `localhost` intercepted, the origin's CA trusted, and
+/// `send_per_minute = 1` (reject) for paths `/send/*`.
+fn config(pacer_ca: &PacerCa, origin_ca: &TestCa, extra: &str) -> String {
+    let rejecting = base_config("").replace(
+        "[policies.standard_policy]\nname = \"Standard\"\n",
+        "[policies.standard_policy]\nname = \"Standard\"\nmode = \"reject\"\n",
+    );
+    let limits = "[[actions]]\nname = \"send\"\npaths = [\"/send/*\"]\n\n[policies.standard_policy.limits]\nsend_per_minute = 1\n";
+    let mitm = pacer_ca.section("\"localhost\"");
+    format!(
+        "{rejecting}\n{mitm}\n{}\n{limits}\n{extra}",
+        origin_ca.tls_section()
+    )
+}
+
+fn trusting(root: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(root).expect("pem") {
+        roots.add(cert.expect("cert")).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+async fn tls(stream: TcpStream, root: &Path) -> std::io::Result<TlsStream<TcpStream>> {
+    let name = ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(trusting(root))
+        .connect(name, stream)
+        .await
+}
+
+/// One request on a kept connection: status, head and body.
+async fn exchange<S>(stream: &mut S, path: &str) -> (u16, String, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    let read = async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(
+                n > 0,
+                "closed mid-response: {}",
+                String::from_utf8_lossy(&raw)
+            );
+            raw.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(at)) = response.parse(&raw) {
+                let length = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if raw.len() >= at + length {
+                    let head = String::from_utf8_lossy(&raw[..at]).into_owned();
+                    let body = String::from_utf8_lossy(&raw[at..at + length]).into_owned();
+                    return (response.code.unwrap_or(0), head, body);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(WITHIN, read)
+        .await
+        .expect("a response")
+}
+
+#[tokio::test]
+async fn requests_inside_a_tunnel_are_limited_per_path_and_the_tunnel_keeps_serving() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    let target = format!("localhost:{}", origin.port());
+    let tunnel = http_connect(&proxy, "acct-1", &target)
+        .await
+        .expect("tunnel");
+    let mut inside = tls(tunnel, &pacer_ca.cert())
+        .await
+        .expect("pacer's leaf is trusted");
+    let (status, _, body) = exchange(&mut inside, "/send/1").await;
+    assert_eq!((status, body.as_str()), (200, "secure /send/1"));
+    let (status, head, body) = exchange(&mut inside, "/send/2").await;
+    assert_eq!(status, 429, "{head}{body}");
+    assert!(body.contains("errors/rate_limited"), "{body}");
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("ratelimit-policy: \"send_per_minute\";q=1;w=60"),
+        "{head}"
+    );
+    assert!(head.contains("retry-after:"), "{head}");
+    let (status, _, body) = exchange(&mut inside, "/view/3").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "secure /view/3"),
+        "another path passes"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_socks5_tunnel_is_intercepted_too() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    let (reply, stream) = socks_connect(&proxy, "acct-1", "localhost", origin.port()).await;
+    assert_eq!(reply, 0);
+    let mut inside = tls(stream.expect("tunnel"), &pacer_ca.cert())
+        .await
+        .expect("tls");
+    let (status, _, body) = exchange(&mut inside, "/a").await;
+    assert_eq!((status, body.as_str()), (200, "secure /a"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn other_hosts_and_non_tls_clients_stay_opaque() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    let outside = http_connect(&proxy, "acct-1", &origin.to_string())
+        .await
+        .expect("tunnel");
+    let mut direct = tls(outside, &origin_ca.pem_path)
+        .await
+        .expect("the origin's own certificate");
+    assert_eq!(exchange(&mut direct, "/x").await.0, 200);
+    let echo = echo_server().await;
+    let mut plain = http_connect(&proxy, "acct-1", &format!("localhost:{}", echo.port()))
+        .await
+        .expect("tunnel");
+    plain.write_all(b"hello, not TLS").await.expect("write");
+    let mut back = [0u8; 14];
+    tokio::time::timeout(WITHIN, plain.read_exact(&mut back))
+        .await
+        .expect("echo")
+        .expect("read");
+    assert_eq!(&back, b"hello, not TLS");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_rejects_the_leaf_is_counted_and_pacer_keeps_serving() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    let target = format!("localhost:{}", origin.port());
+    let tunnel = http_connect(&proxy, "acct-1", &target)
+        .await
+        .expect("tunnel");
+    assert!(
+        tls(tunnel, &origin_ca.pem_path).await.is_err(),
+        "pacer's leaf is not the origin's"
+    );
+    let metrics = async {
+        loop {
+            let text = reqwest::Client::new()
+                .get(format!("http://{}/metrics", proxy.admin))
+                .header("x-api-key", "test-admin-key")
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            if text.contains("outcome=\"client_tls_failed\",intercepted=\"true\"} 1") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(WITHIN, metrics)
+        .await
+        .expect("counted as client_tls_failed");
+    let tunnel = http_connect(&proxy, "acct-1", &target)
+        .await
+        .expect("tunnel");
+    let mut inside = tls(tunnel, &pacer_ca.cert()).await.expect("tls");
+    assert_eq!(exchange(&mut inside, "/again").await.0, 200);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_intercepted_request_is_routed_through_the_accounts_upstream() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let upstream = FakeUpstream::http(CREDS).await;
+    let account = format!(
+        "[[accounts]]\nid = \"routed\"\nsecret = \"{}\"\nupstream = \"{}\"\n",
+        common::SECRET,
+        upstream.url()
+    );
+    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, &account)).await;
+    let target = format!("localhost:{}", origin.port());
+    let tunnel = http_connect(&proxy, "routed", &target)
+        .await
+        .expect("tunnel");
+    assert_eq!(
+        upstream.connections(),
+        0,
+        "nothing dialled for the tunnel itself"
+    );
+    let mut inside = tls(tunnel, &pacer_ca.cert()).await.expect("tls");
+    let (status, _, body) = exchange(&mut inside, "/routed").await;
+    assert_eq!((status, body.as_str()), (200, "secure /routed"));
+    assert_eq!(
+        upstream.targets(),
+        [target],
+        "a CONNECT to the origin through the upstream"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_untrusted_origin_certificate_is_a_provider_error_inside_the_tunnel() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let untrusting = config(&pacer_ca, &origin_ca, "").replace(&origin_ca.tls_section(), "");
+    let proxy = Proxy::start(&untrusting).await;
+    let target = format!("localhost:{}", origin.port());
+    let tunnel = http_connect(&proxy, "acct-1", &target)
+        .await
+        .expect("tunnel");
+    let mut inside = tls(tunnel, &pacer_ca.cert()).await.expect("tls");
+    let (status, _, body) = exchange(&mut inside, "/x").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("errors/provider_error") && body.contains("UnknownIssuer"),
+        "{body}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn curl_trusting_pacers_ca_reaches_the_origin() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "--http1.1", "--max-time", "10", "--cacert"])
+        .arg(pacer_ca.cert())
+        .arg("-x")
+        .arg(proxy.http_url())
+        .arg(format!("https://localhost:{}/curl", origin.port()))
+        .output()
+        .await
+        .expect("curl runs");
+    let body = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        body,
+        "secure /curl",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    proxy.stop().await;
+}
