@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,12 +29,13 @@ use common::{base_config, echo_server, Proxy};
 
 const WITHIN: Duration = Duration::from_secs(10);
 
-/// An HTTPS origin (certificate of `ca`, for 127.0.0.1 and localhost):
-/// `/status/N` answers N, anything else 200 `secure <path>`.
+/// An HTTPS origin (certificate of `ca`, for 127.0.0.1 and localhost,
+/// HTTP/2 or HTTP/1.1 by ALPN): `/status/N` answers N, anything else 200
+/// `secure <path>`; `x-origin-version` tells the version it was asked in.
 async fn tls_origin(ca: &TestCa) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let acceptor = ca.acceptor();
+    let acceptor = ca.acceptor_offering(&[b"h2", b"http/1.1"]);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
@@ -42,23 +43,37 @@ async fn tls_origin(ca: &TestCa) -> SocketAddr {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                 let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
-                    let path = request.uri().path().to_owned();
-                    let mut response =
-                        Response::new(Full::new(Bytes::from(format!("secure {path}"))));
-                    if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
-                        *response.status_mut() =
-                            StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-                    }
-                    Ok::<_, Infallible>(response)
+                    Ok::<_, Infallible>(origin_answer(&request))
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+                let io = TokioIo::new(tls);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
             });
         }
     });
     addr
+}
+
+fn origin_answer(request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_owned();
+    let mut response = Response::new(Full::new(Bytes::from(format!("secure {path}"))));
+    if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
+        *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    }
+    let version = format!("{:?}", request.version());
+    if let Ok(value) = http::HeaderValue::from_str(&version) {
+        response.headers_mut().insert("x-origin-version", value);
+    }
+    response
 }
 
 /// pacer's CA, written for the test.
@@ -116,8 +131,18 @@ fn trusting(root: &Path) -> Arc<rustls::ClientConfig> {
 }
 
 async fn tls(stream: TcpStream, root: &Path) -> std::io::Result<TlsStream<TcpStream>> {
+    tls_offering(stream, root, &[]).await
+}
+
+async fn tls_offering(
+    stream: TcpStream,
+    root: &Path,
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<TcpStream>> {
     let name = ServerName::try_from("localhost").expect("name");
-    tokio_rustls::TlsConnector::from(trusting(root))
+    let mut config = (*trusting(root)).clone();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, stream)
         .await
 }
@@ -345,6 +370,118 @@ async fn curl_trusting_pacers_ca_reaches_the_origin() {
     assert_eq!(
         body,
         "secure /curl",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn http2_streams_are_requests_each_and_a_paced_one_holds_no_other() {
+    use http_body_util::BodyExt;
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let pacing = config(&pacer_ca, &origin_ca, "")
+        .replace("mode = \"reject\"", "mode = \"pace\"")
+        .replace("send_per_minute = 1", "send_per_second = 1");
+    let proxy = Proxy::start(&pacing).await;
+    let target = format!("localhost:{}", origin.port());
+    let tunnel = http_connect(&proxy, "acct-1", &target)
+        .await
+        .expect("tunnel");
+    let inside = tls_offering(tunnel, &pacer_ca.cert(), &[b"h2"])
+        .await
+        .expect("tls");
+    assert_eq!(
+        inside.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "pacer speaks h2"
+    );
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(inside))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(connection);
+    let get = |path: &str| {
+        let mut sender = sender.clone();
+        let uri = format!("https://{target}{path}");
+        async move {
+            let request = Request::get(uri)
+                .body(http_body_util::Empty::<Bytes>::new())
+                .expect("request");
+            let response = sender.send_request(request).await.expect("response");
+            let (head, body) = response.into_parts();
+            let body = body.collect().await.expect("body").to_bytes();
+            (head, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (first, body) = get("/send/1").await;
+    assert_eq!(
+        (first.status, body.as_str()),
+        (StatusCode::OK, "secure /send/1")
+    );
+    assert_eq!(
+        first.headers["x-origin-version"], "HTTP/2.0",
+        "h2 towards the origin too"
+    );
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let paced = {
+        let (get, done) = (get("/send/2"), done_tx.clone());
+        tokio::spawn(async move {
+            let answer = get.await;
+            let _ = done.send("paced");
+            answer
+        })
+    };
+    let free = {
+        let (get, done) = (get("/view/3"), done_tx);
+        tokio::spawn(async move {
+            let answer = get.await;
+            let _ = done.send("free");
+            answer
+        })
+    };
+    assert_eq!(
+        done_rx.recv().await,
+        Some("free"),
+        "the unlimited stream is not held"
+    );
+    let (head, body) = paced.await.expect("paced stream");
+    assert_eq!(
+        (head.status, body.as_str()),
+        (StatusCode::OK, "secure /send/2")
+    );
+    assert!(head.headers.contains_key("x-pacer-waited"), "{head:?}");
+    assert_eq!(free.await.expect("free").0.status, StatusCode::OK);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn curl_over_http2_reaches_the_origin() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    let output = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--max-time",
+            "10",
+            "-w",
+            " %{http_version}",
+            "--cacert",
+        ])
+        .arg(pacer_ca.cert())
+        .arg("-x")
+        .arg(proxy.http_url())
+        .arg(format!("https://localhost:{}/curl2", origin.port()))
+        .output()
+        .await
+        .expect("curl runs");
+    let body = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        body,
+        "secure /curl2 2",
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );

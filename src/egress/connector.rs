@@ -20,6 +20,7 @@ use super::dial::{DialError, Dialer};
 use super::error::{EgressError, TlsError};
 use super::stream::EgressStream;
 use super::target::Target;
+use super::tls::Peer;
 use super::upstream::{EgressSettings, Endpoint};
 
 /// Which way a pool's connections go.
@@ -52,7 +53,7 @@ impl EgressConnector {
         }
         let tunnel = self.tunnel(&target).await?;
         let host = target.host_str();
-        match self.settings.tls.connect(&host, tunnel).await {
+        match self.settings.tls.connect(Peer::Origin, &host, tunnel).await {
             Ok(tls) => Ok(EgressStream::tls(tls)),
             Err(reason) => Err(EgressError::OriginTls(TlsError {
                 target: target.to_string(),

@@ -154,7 +154,13 @@ impl AsyncWrite for EgressStream {
 
 impl Connection for EgressStream {
     fn connected(&self) -> Connected {
-        Connected::new().proxy(self.to_http_proxy)
+        let connected = Connected::new().proxy(self.to_http_proxy);
+        match &self.transport {
+            Transport::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                connected.negotiated_h2()
+            }
+            Transport::Tls(_) | Transport::Tcp(_) => connected,
+        }
     }
 }
 

@@ -28,8 +28,27 @@ use crate::config::TlsConfig;
 #[derive(Debug)]
 pub struct TlsClient {
     extra_roots: Arc<[CertificateDer<'static>]>,
-    config: OnceCell<Result<Arc<ClientConfig>, String>>,
+    config: OnceCell<Result<Configs, String>>,
 }
+
+/// Who is on the other side of a TLS connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// An `https` upstream proxy (no ALPN: pacer speaks HTTP/1.1 to it).
+    Proxy,
+    /// An `https://` origin: ALPN offers `h2` and `http/1.1`.
+    Origin,
+}
+
+/// One client config per kind of peer, on the same roots.
+#[derive(Debug, Clone)]
+struct Configs {
+    proxy: Arc<ClientConfig>,
+    origin: Arc<ClientConfig>,
+}
+
+/// ALPN offered to origins, best first.
+const ORIGIN_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 impl TlsClient {
     /// Reads every PEM file of `[tls] extra_roots`; each must hold at least
@@ -57,11 +76,20 @@ impl TlsClient {
 
     /// Runs the TLS handshake with `host` (a name or an IP address) over
     /// `tcp`. The error says why, for the envelope's detail.
-    pub async fn connect<S>(&self, host: &str, stream: S) -> Result<TlsStream<S>, String>
+    pub async fn connect<S>(
+        &self,
+        peer: Peer,
+        host: &str,
+        stream: S,
+    ) -> Result<TlsStream<S>, String>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let config = self.config().await?;
+        let configs = self.config().await?;
+        let config = match peer {
+            Peer::Proxy => configs.proxy,
+            Peer::Origin => configs.origin,
+        };
         let name = ServerName::try_from(host.to_owned())
             .map_err(|_| format!("`{host}` is not a valid TLS server name"))?;
         TlsConnector::from(config)
@@ -70,7 +98,7 @@ impl TlsClient {
             .map_err(|err| format!("TLS handshake failed: {err}"))
     }
 
-    async fn config(&self) -> Result<Arc<ClientConfig>, String> {
+    async fn config(&self) -> Result<Configs, String> {
         let roots = self.extra_roots.clone();
         self.config
             .get_or_init(|| async move {
@@ -97,7 +125,7 @@ fn read_pem_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-fn build_config(extra_roots: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>, String> {
+fn build_config(extra_roots: &[CertificateDer<'static>]) -> Result<Configs, String> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for err in &native.errors {
@@ -116,7 +144,12 @@ fn build_config(extra_roots: &[CertificateDer<'static>]) -> Result<Arc<ClientCon
         .map_err(|err| format!("TLS client setup failed: {err}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(Arc::new(config))
+    let mut origin = config.clone();
+    origin.alpn_protocols = ORIGIN_ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(Configs {
+        proxy: Arc::new(config),
+        origin: Arc::new(origin),
+    })
 }
 
 #[cfg(test)]

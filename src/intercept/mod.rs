@@ -22,8 +22,8 @@ use self::ca::Ca;
 use self::leaf::{Leaves, OneLeaf};
 use crate::config::MitmConfig;
 
-/// ALPN towards the client.
-pub const HTTP1: &[u8] = b"http/1.1";
+/// ALPN offered to the client, best first.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// Terminates clients' TLS with leaves of the local CA.
 #[derive(Debug)]
@@ -54,6 +54,8 @@ pub struct Accepted<S> {
     pub stream: TlsStream<S>,
     /// The name the leaf was made for (SNI, or the tunnel's host).
     pub name: String,
+    /// Whether the client chose HTTP/2.
+    pub h2: bool,
 }
 
 impl Interceptor {
@@ -101,11 +103,12 @@ impl Interceptor {
             })?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(OneLeaf(leaf)));
-        config.alpn_protocols = vec![HTTP1.to_vec()];
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         let stream = start
             .into_stream(Arc::new(config))
             .await
             .map_err(AcceptError::Handshake)?;
-        Ok(Accepted { stream, name })
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(ALPN[0]);
+        Ok(Accepted { stream, name, h2 })
     }
 }

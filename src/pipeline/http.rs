@@ -14,7 +14,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::activity::ConnActivity;
@@ -56,12 +56,22 @@ pub struct Inside {
     pub tunnel: RequestId,
 }
 
-/// Serves HTTP/1 on `io` until the client closes, `cut` resolves (the
-/// listener's watchdog), or shutdown ends it after its current request.
+/// The HTTP version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 keep-alive (with upgrades).
+    Http1,
+    /// HTTP/2: each stream is its own request, served concurrently.
+    Http2,
+}
+
+/// Serves `protocol` on `io` until the client closes, `cut` resolves (the
+/// listener's watchdog), or shutdown ends it after its current requests.
 pub async fn serve_connection<S>(
     engine: Arc<Engine>,
     io: S,
     client: HttpClient,
+    protocol: Protocol,
     cut: impl Future<Output = ()>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -73,11 +83,35 @@ pub async fn serve_connection<S>(
         let client = client.clone();
         async move { Ok::<_, Infallible>(Box::pin(handle(&engine, &client, request)).await) }
     });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .max_buf_size(engine.settings.max_header_bytes.max(8192))
-        .preserve_header_case(true)
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
+    let io = TokioIo::new(io);
+    match protocol {
+        Protocol::Http1 => {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(engine.settings.max_header_bytes.max(8192))
+                .preserve_header_case(true)
+                .serve_connection(io, service)
+                .with_upgrades();
+            drive(&engine, connection, |c| c.graceful_shutdown(), cut).await;
+        }
+        Protocol::Http2 => {
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .max_header_list_size(
+                    u32::try_from(engine.settings.max_header_bytes).unwrap_or(u32::MAX),
+                )
+                .serve_connection(io, service);
+            drive(&engine, connection, |c| c.graceful_shutdown(), cut).await;
+        }
+    }
+}
+
+/// Runs `connection` until it ends or `cut` resolves; once shutdown
+/// begins, asks it to finish gracefully.
+async fn drive<C: Future>(
+    engine: &Engine,
+    connection: C,
+    graceful: fn(std::pin::Pin<&mut C>),
+    cut: impl Future<Output = ()>,
+) {
     tokio::pin!(connection);
     tokio::pin!(cut);
     let mut draining = false;
@@ -87,7 +121,7 @@ pub async fn serve_connection<S>(
             () = cut.as_mut() => break,
             () = engine.shutdown.begun(), if !draining => {
                 draining = true;
-                connection.as_mut().graceful_shutdown();
+                graceful(connection.as_mut());
             }
         }
     }
@@ -138,7 +172,15 @@ fn to_origin(request: &mut Request<Incoming>, target: &Target) -> Result<(), Pro
         .path_and_query(path)
         .build()
         .map_err(|_| ProxyError::MalformedRequest("the request target is not a path"))?;
+    if request.method() == Method::CONNECT {
+        return Err(ProxyError::MalformedRequest(
+            "CONNECT is not served inside an intercepted tunnel",
+        ));
+    }
     *request.uri_mut() = uri;
+    // Towards the origin the version is the pool's to choose (HTTP/2 when
+    // the origin's ALPN offers it).
+    *request.version_mut() = http::Version::HTTP_11;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::activity::{watchdog, ConnActivity, Timeouts};
 use super::close::CloseOut;
-use super::http::{serve_connection, HttpClient, Inside};
+use super::http::{serve_connection, HttpClient, Inside, Protocol};
 use crate::state::accounts::Account;
 
 /// The outcome of a tunnel whose client failed the TLS handshake.
@@ -56,5 +56,10 @@ where
     let cut = async move {
         watchdog(&activity, timeouts).await;
     };
-    serve_connection(engine, accepted.stream, client, cut).await;
+    let protocol = if accepted.h2 {
+        Protocol::Http2
+    } else {
+        Protocol::Http1
+    };
+    serve_connection(engine, accepted.stream, client, protocol, cut).await;
 }

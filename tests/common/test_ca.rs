@@ -57,6 +57,11 @@ impl TestCa {
     }
 
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        self.acceptor_offering(&[])
+    }
+
+    /// An acceptor whose ALPN offers `protocols` (best first).
+    pub fn acceptor_offering(&self, protocols: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let key = rustls_pki_types::PrivateKeyDer::Pkcs8(self.key.clone().into());
         let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -65,6 +70,8 @@ impl TestCa {
             .with_no_client_auth()
             .with_single_cert(self.chain.clone(), key)
             .expect("server config");
+        let mut config = config;
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
 }

@@ -24,7 +24,7 @@ pub use error::{DestinationAnswer, UpstreamError, UpstreamErrorKind};
 use super::dial::connect_tcp;
 use super::stream::EgressStream;
 use super::target::Target;
-use super::tls::TlsClient;
+use super::tls::{Peer, TlsClient};
 use crate::config::{UpstreamScheme, UpstreamUrl};
 
 /// What every upstream dial shares.
@@ -143,7 +143,11 @@ impl Endpoint {
         match self.url.scheme {
             UpstreamScheme::Https => {
                 let tcp = EgressStream::tcp(tcp);
-                let tls = self.settings.tls.connect(&self.url.host, tcp).await;
+                let tls = self
+                    .settings
+                    .tls
+                    .connect(Peer::Proxy, &self.url.host, tcp)
+                    .await;
                 tls.map(EgressStream::tls)
                     .map_err(|reason| UpstreamError::broken(&self.label, reason))
             }

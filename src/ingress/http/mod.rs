@@ -22,7 +22,7 @@ use self::head::{read_first_head, HeadError};
 use super::limit::Admission;
 use crate::pipeline::activity::{watchdog, ConnActivity, Timeouts};
 use crate::pipeline::close::CloseOut;
-use crate::pipeline::http::HttpClient;
+use crate::pipeline::http::{HttpClient, Protocol};
 use crate::pipeline::Engine;
 use crate::telemetry::context::ListenerKind;
 use crate::wire::error::ProxyError;
@@ -66,7 +66,7 @@ pub async fn serve_connection(
         let expired = watchdog(&activity, timeouts).await;
         tracing::debug!(?expired, "client connection cut by watchdog");
     };
-    crate::pipeline::http::serve_connection(engine, io, client, cut).await;
+    crate::pipeline::http::serve_connection(engine, io, client, Protocol::Http1, cut).await;
 }
 
 /// The first head's bytes, or the error to answer with (`None`: the client

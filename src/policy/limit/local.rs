@@ -169,7 +169,7 @@ impl AccountLimiter {
         if let Some(decided) = self.try_admit(policy, actions, clock, arrival) {
             return decided;
         }
-        let _queued = Queued(self);
+        let _queued = Queued(self, actions);
         self.paced(policy, actions, clock, arrival).await
     }
 
@@ -185,7 +185,7 @@ impl AccountLimiter {
         let wall_ms = clock.unix_ms();
         let mut state = self.lock();
         state.sync(policy, clock, wall_ms);
-        if state.waiting == 0 {
+        if !state.contends(policy, actions) {
             match state.check(policy, actions, now, wall_ms) {
                 Verdict::Admit => {
                     let at = Moment { now, wall_ms };
@@ -198,7 +198,7 @@ impl AccountLimiter {
                 Verdict::Wait { .. } => {}
             }
         }
-        state.waiting += 1;
+        state.enqueue(actions);
         None
     }
 
@@ -318,13 +318,13 @@ struct Moment {
     wall_ms: i64,
 }
 
-/// Counts a request as waiting while it is on the slow path.
-struct Queued<'a>(&'a AccountLimiter);
+/// Keeps a request in its account's pacing queue while it is on the slow
+/// path.
+struct Queued<'a>(&'a AccountLimiter, &'a ActionSet);
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.waiting = state.waiting.saturating_sub(1);
+        self.0.lock().dequeue(self.1);
     }
 }
 

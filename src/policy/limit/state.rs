@@ -44,7 +44,10 @@ pub struct LimiterState {
     last_limited: Option<u64>,
     in_flight: u64,
     /// Requests queued for pacing.
-    pub waiting: u64,
+    waiting: u64,
+    /// The actions of each queued request (what a newcomer could contend
+    /// with).
+    queued: SmallVec<[ActionSet; 2]>,
     usage: DailyUsage,
     batch: BatchProgress,
     /// Present when usage is persisted.
@@ -172,6 +175,40 @@ impl LimiterState {
             };
         }
         Verdict::Admit
+    }
+
+    /// A request joins the pacing queue.
+    pub fn enqueue(&mut self, actions: &ActionSet) {
+        self.waiting += 1;
+        self.queued.push(actions.clone());
+    }
+
+    /// A request leaves the pacing queue (admitted, refused or gone).
+    pub fn dequeue(&mut self, actions: &ActionSet) {
+        self.waiting = self.waiting.saturating_sub(1);
+        if let Some(at) = self.queued.iter().position(|queued| queued == actions) {
+            self.queued.swap_remove(at);
+        }
+    }
+
+    /// Whether a request with `actions` shares a limit that waiting can
+    /// satisfy (a rolling window, the gap, `concurrent_limit`) with a
+    /// queued request: it then queues behind them, in arrival order. A
+    /// request that shares none need not wait for them.
+    pub fn contends(&self, policy: &PolicyLimits, actions: &ActionSet) -> bool {
+        if self.queued.is_empty() {
+            return false;
+        }
+        if policy.concurrency.is_some() {
+            return true;
+        }
+        let limited = |a: &ActionSet| !a.is_empty();
+        if policy.gap.is_some() && limited(actions) && self.queued.iter().any(limited) {
+            return true;
+        }
+        policy.rolling.iter().any(|rule| {
+            rule.scope.applies(actions) && self.queued.iter().any(|q| rule.scope.applies(q))
+        })
     }
 
     /// A running platform pause of one of the request's actions (or of

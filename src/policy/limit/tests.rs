@@ -381,3 +381,28 @@ async fn an_answer_to_a_request_of_no_action_pauses_all() {
         assert_eq!(refused.hit.retry_after, pause);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_no_waiting_limit_holds_passes_the_queue() {
+    let mut p = policy(PolicyMode::Pace);
+    p.rolling
+        .push(rolling("send_per_minute", Scope::Action(SEND), 1, MINUTE));
+    let bench = Arc::new(Bench::new(p));
+    drop(bench.admit(&[SEND]).await.expect("first send"));
+    let waiting = {
+        let bench = bench.clone();
+        tokio::spawn(async move { bench.admit(&[SEND]).await.map(|g| g.waited()) })
+    };
+    tokio::task::yield_now().await;
+    let start = Instant::now();
+    let view = bench.admit(&[VIEW]).await.expect("a view shares no limit");
+    assert_eq!(
+        (start.elapsed(), view.waited()),
+        (Duration::ZERO, Duration::ZERO)
+    );
+    let waited = waiting.await.expect("task").expect("the paced send");
+    assert!(
+        waited > MINUTE && waited < MINUTE + Duration::from_millis(5),
+        "{waited:?}"
+    );
+}
