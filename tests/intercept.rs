@@ -44,9 +44,13 @@ async fn tls_origin(ca: &TestCa) -> SocketAddr {
                     return;
                 };
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
-                    Ok::<_, Infallible>(origin_answer(&request))
-                });
+                let service =
+                    service_fn(|mut request: Request<hyper::body::Incoming>| async move {
+                        if request.uri().path() == "/ws" {
+                            return Ok::<_, Infallible>(echo_upgrade(&mut request));
+                        }
+                        Ok::<_, Infallible>(origin_answer(&request))
+                    });
                 let io = TokioIo::new(tls);
                 if h2 {
                     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -55,12 +59,30 @@ async fn tls_origin(ca: &TestCa) -> SocketAddr {
                 } else {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(io, service)
+                        .with_upgrades()
                         .await;
                 }
             });
         }
     });
     addr
+}
+
+/// `101 Switching Protocols`, then whatever arrives is sent back.
+fn echo_upgrade(request: &mut Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = upgrade.await {
+            let (mut read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+            let _ = tokio::io::copy(&mut read, &mut write).await;
+        }
+    });
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert("upgrade", http::HeaderValue::from_static("websocket"));
+    headers.insert("connection", http::HeaderValue::from_static("upgrade"));
+    response
 }
 
 fn origin_answer(request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
@@ -485,5 +507,42 @@ async fn curl_over_http2_reaches_the_origin() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_inside_is_relayed_once_the_origin_switches() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    let target = format!("localhost:{}", origin.port());
+    let tunnel = http_connect(&proxy, "acct-1", &target)
+        .await
+        .expect("tunnel");
+    let mut inside = tls(tunnel, &pacer_ca.cert()).await.expect("tls");
+    let handshake = "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    inside.write_all(handshake.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(WITHIN, inside.read_exact(&mut byte))
+            .await
+            .expect("a 101")
+            .expect("read");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    inside
+        .write_all(b"ping over the socket")
+        .await
+        .expect("write");
+    let mut echoed = [0u8; 20];
+    tokio::time::timeout(WITHIN, inside.read_exact(&mut echoed))
+        .await
+        .expect("echo")
+        .expect("read");
+    assert_eq!(&echoed, b"ping over the socket");
     proxy.stop().await;
 }

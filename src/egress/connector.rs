@@ -37,12 +37,19 @@ pub enum Way {
 pub struct EgressConnector {
     way: Way,
     settings: Arc<EgressSettings>,
+    /// TLS towards `https://` origins ([`Peer::Origin`] or
+    /// [`Peer::OriginHttp1`]).
+    origin: Peer,
 }
 
 impl EgressConnector {
-    /// A connector going `way`.
-    pub fn new(way: Way, settings: Arc<EgressSettings>) -> Self {
-        EgressConnector { way, settings }
+    /// A connector going `way`, speaking TLS to origins as `origin`.
+    pub fn new(way: Way, settings: Arc<EgressSettings>, origin: Peer) -> Self {
+        EgressConnector {
+            way,
+            settings,
+            origin,
+        }
     }
 
     async fn connect(self, uri: Uri) -> Result<EgressStream, EgressError> {
@@ -53,7 +60,7 @@ impl EgressConnector {
         }
         let tunnel = self.tunnel(&target).await?;
         let host = target.host_str();
-        match self.settings.tls.connect(Peer::Origin, &host, tunnel).await {
+        match self.settings.tls.connect(self.origin, &host, tunnel).await {
             Ok(tls) => Ok(EgressStream::tls(tls)),
             Err(reason) => Err(EgressError::OriginTls(TlsError {
                 target: target.to_string(),

@@ -26,6 +26,7 @@ use super::dial::Dialer;
 use super::error::EgressError;
 use super::replay::AttemptBody;
 use super::target::Target;
+use super::tls::Peer;
 use super::upstream::{EgressSettings, Endpoint, UpstreamError, UpstreamErrorKind};
 
 thread_local! {
@@ -44,6 +45,9 @@ pub fn use_pool(index: usize) {
 #[derive(Clone)]
 pub struct Forwarder {
     pools: Arc<[Client<EgressConnector, AttemptBody>]>,
+    /// The same, on HTTP/1.1 connections only: an upgrade (WebSocket)
+    /// cannot travel over HTTP/2.
+    upgrade_pools: Arc<[Client<EgressConnector, AttemptBody>]>,
     response_timeout: Duration,
     /// The upstream this pool goes through; `None` for direct.
     via: Option<Arc<Endpoint>>,
@@ -93,27 +97,35 @@ impl Forwarder {
     }
 
     fn new(way: Way, via: Option<Arc<Endpoint>>, settings: &Arc<EgressSettings>) -> Self {
-        let connector = EgressConnector::new(way, settings.clone());
+        let any = EgressConnector::new(way.clone(), settings.clone(), Peer::Origin);
+        let http1 = EgressConnector::new(way, settings.clone(), Peer::OriginHttp1);
         let idle = settings.idle_timeout;
-        let pools = (0..settings.pools.max(1))
-            .map(|_| {
-                Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(idle)
-                    .http1_preserve_header_case(true)
-                    .build(connector.clone())
-            })
-            .collect();
+        let pools_of = |connector: EgressConnector| -> Arc<[_]> {
+            (0..settings.pools.max(1))
+                .map(|_| {
+                    Client::builder(TokioExecutor::new())
+                        .pool_timer(TokioTimer::new())
+                        .pool_idle_timeout(idle)
+                        .http1_preserve_header_case(true)
+                        .build(connector.clone())
+                })
+                .collect()
+        };
         Forwarder {
-            pools,
+            pools: pools_of(any),
+            upgrade_pools: pools_of(http1),
             response_timeout: idle,
             via,
         }
     }
 
-    /// The calling ingress thread's pool.
-    fn pool(&self) -> &Client<EgressConnector, AttemptBody> {
-        &self.pools[POOL.with(Cell::get) % self.pools.len()]
+    /// The calling ingress thread's pool for `request`.
+    fn pool(&self, request: &Request<AttemptBody>) -> &Client<EgressConnector, AttemptBody> {
+        let pools = match upgrade_of(request.headers()) {
+            Some(_) => &self.upgrade_pools,
+            None => &self.pools,
+        };
+        &pools[POOL.with(Cell::get) % pools.len()]
     }
 
     /// Forwards a prepared `request` (see [`prepare_request`]) to `target`
@@ -128,7 +140,8 @@ impl Forwarder {
             let headers = request.headers_mut();
             headers.insert(header::PROXY_AUTHORIZATION, value.clone());
         }
-        let sent = tokio::time::timeout(self.response_timeout, self.pool().request(request));
+        let pool = self.pool(&request);
+        let sent = tokio::time::timeout(self.response_timeout, pool.request(request));
         let mut response = match sent.await {
             Err(_) => {
                 return Err(ForwardError::Origin(OriginError::TimedOut {
@@ -144,7 +157,10 @@ impl Forwarder {
             let err = UpstreamError::new(via.label(), kind);
             return Err(ForwardError::Egress(EgressError::Upstream(err)));
         }
+        let upgrade = upgrade_of(response.headers())
+            .filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS);
         strip_hop_by_hop(response.headers_mut());
+        keep_upgrade(response.headers_mut(), upgrade);
         Ok(response)
     }
 
@@ -204,7 +220,9 @@ pub struct NoHost;
 /// Removes what must not reach the origin and sets `Host` from the URI
 /// (RFC 9112 section 3.2.2).
 pub fn prepare_request(request: &mut Request<Incoming>) -> Result<(), NoHost> {
+    let upgrade = upgrade_of(request.headers());
     strip_hop_by_hop(request.headers_mut());
+    keep_upgrade(request.headers_mut(), upgrade);
     let host = host_header(request.uri()).ok_or(NoHost)?;
     request.headers_mut().insert(header::HOST, host);
     Ok(())
@@ -232,6 +250,29 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::PROXY_AUTHORIZATION,
     header::PROXY_AUTHENTICATE,
 ];
+
+/// The protocol an HTTP/1.1 message asks to upgrade to (`Upgrade`, named
+/// by `Connection: upgrade`), e.g. a WebSocket handshake.
+pub fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asked = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asked
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Puts an upgrade back after the hop-by-hop headers went: it is the one
+/// hop-by-hop exchange that must reach the other side.
+fn keep_upgrade(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
+    if let Some(protocol) = upgrade {
+        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
 
 /// Removes hop-by-hop headers, including every field `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {

@@ -38,6 +38,8 @@ pub enum Peer {
     Proxy,
     /// An `https://` origin: ALPN offers `h2` and `http/1.1`.
     Origin,
+    /// An `https://` origin that must speak HTTP/1.1 (an upgrade).
+    OriginHttp1,
 }
 
 /// One client config per kind of peer, on the same roots.
@@ -45,6 +47,7 @@ pub enum Peer {
 struct Configs {
     proxy: Arc<ClientConfig>,
     origin: Arc<ClientConfig>,
+    origin_http1: Arc<ClientConfig>,
 }
 
 /// ALPN offered to origins, best first.
@@ -89,6 +92,7 @@ impl TlsClient {
         let config = match peer {
             Peer::Proxy => configs.proxy,
             Peer::Origin => configs.origin,
+            Peer::OriginHttp1 => configs.origin_http1,
         };
         let name = ServerName::try_from(host.to_owned())
             .map_err(|_| format!("`{host}` is not a valid TLS server name"))?;
@@ -146,9 +150,12 @@ fn build_config(extra_roots: &[CertificateDer<'static>]) -> Result<Configs, Stri
         .with_no_client_auth();
     let mut origin = config.clone();
     origin.alpn_protocols = ORIGIN_ALPN.iter().map(|p| p.to_vec()).collect();
+    let mut origin_http1 = config.clone();
+    origin_http1.alpn_protocols = vec![ORIGIN_ALPN[1].to_vec()];
     Ok(Configs {
         proxy: Arc::new(config),
         origin: Arc::new(origin),
+        origin_http1: Arc::new(origin_http1),
     })
 }
 

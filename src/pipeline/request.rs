@@ -7,15 +7,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 
 use super::admit::admit;
 use super::attempt::{reach, Attempt, Reached};
 use super::close::CloseOut;
 use super::feedback;
 use super::Engine;
-use crate::egress::forward::prepare_request;
+use crate::egress::forward::{prepare_request, upgrade_of};
+use crate::egress::relay::relay;
 use crate::egress::replay::ReplayableRequest;
 use crate::egress::target::Target;
 use crate::policy::classify::RequestShape;
@@ -35,19 +38,44 @@ pub async fn serve(
     engine: &Arc<Engine>,
     mut close: CloseOut,
     account: &Account,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     target: Target,
 ) -> ProxyResponse {
+    let client_upgrade = upgrade_of(request.headers()).map(|_| hyper::upgrade::on(&mut request));
     match forward(engine, &mut close, account, request, target).await {
-        Ok(response) => {
+        Ok(mut response) => {
             feedback::heed(engine, &close.ctx, account, &response).await;
             close.ctx.succeeded(response.status().as_u16());
-            close.streaming();
             let waited = close.ctx.waited;
+            if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) =
+                (response.status(), client_upgrade)
+            {
+                let origin = hyper::upgrade::on(&mut response);
+                spawn_upgraded(engine, close, client, origin);
+                return with_waited(response.map(|_| ProxyBody::empty()), waited);
+            }
+            close.streaming();
             with_waited(response.map(|body| ProxyBody::origin(body, close)), waited)
         }
         Err(err) => refuse(close, &err),
     }
+}
+
+/// Relays an upgraded exchange (a WebSocket) once both sides have
+/// switched, until it ends; then the request is closed out.
+fn spawn_upgraded(engine: &Engine, mut close: CloseOut, client: OnUpgrade, origin: OnUpgrade) {
+    engine.shutdown.spawn(async move {
+        let (Ok(client), Ok(origin)) = (client.await, origin.await) else {
+            tracing::debug!(id = %close.ctx.id, "an upgrade did not complete");
+            return;
+        };
+        let idle = close.engine().settings.idle_timeout;
+        let (mut client, mut origin) = (TokioIo::new(client), TokioIo::new(origin));
+        let outcome = relay(&mut client, &mut origin, idle).await;
+        close.ctx.bytes_up += outcome.up;
+        close.ctx.bytes_down += outcome.down;
+        drop(close);
+    });
 }
 
 /// Answers a request with the envelope of `err`, closing it out.
