@@ -325,9 +325,19 @@ async fn a_client_that_rejects_the_leaf_is_counted_and_pacer_keeps_serving() {
 
 #[tokio::test]
 async fn an_intercepted_request_is_routed_through_the_accounts_upstream() {
-    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
-    let origin = tls_origin(&origin_ca).await;
-    let upstream = FakeUpstream::http(CREDS).await;
+    let origin_ca = TestCa::new();
+    for upstream in [
+        FakeUpstream::http(CREDS).await,
+        FakeUpstream::https(&origin_ca, CREDS).await,
+        FakeUpstream::socks5(CREDS).await,
+    ] {
+        routed_through(&origin_ca, upstream).await;
+    }
+}
+
+async fn routed_through(origin_ca: &TestCa, upstream: FakeUpstream) {
+    let pacer_ca = PacerCa::new();
+    let origin = tls_origin(origin_ca).await;
     let account = format!(
         "[[accounts]]\nid = \"routed\"\nsecret = \"{}\"\nupstream = \"{}\"\n",
         common::SECRET,
