@@ -343,7 +343,7 @@ async fn routed_through(origin_ca: &TestCa, upstream: FakeUpstream) {
         common::SECRET,
         upstream.url()
     );
-    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, &account)).await;
+    let proxy = Proxy::start(&config(&pacer_ca, origin_ca, &account)).await;
     let target = format!("localhost:{}", origin.port());
     let tunnel = http_connect(&proxy, "routed", &target)
         .await
