@@ -556,3 +556,69 @@ async fn a_websocket_upgrade_inside_is_relayed_once_the_origin_switches() {
     assert_eq!(&echoed, b"ping over the socket");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_bound_socks5_tunnel_to_an_ip_gets_a_leaf_for_the_ip() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let toml = config(&pacer_ca, &origin_ca, "").replace(
+        "hosts = [\"localhost\"]",
+        "hosts = [\"localhost\", \"127.0.0.1\"]",
+    );
+    let proxy = Proxy::start(&toml).await;
+    let mut stream = TcpStream::connect(proxy.bound_socks)
+        .await
+        .expect("connect");
+    stream
+        .write_all(&[5, 1, 0])
+        .await
+        .expect("greeting, no auth");
+    let mut method = [0u8; 2];
+    stream.read_exact(&mut method).await.expect("method");
+    assert_eq!(method, [5, 0]);
+    let reply = common::socks_command(&mut stream, 1, origin).await;
+    assert_eq!(reply, 0, "CONNECT to 127.0.0.1");
+    let ip = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut inside = tokio_rustls::TlsConnector::from(trusting(&pacer_ca.cert()))
+        .connect(ip, stream)
+        .await
+        .expect("a leaf with an IP SAN, chosen without SNI");
+    let (status, _, body) = exchange(&mut inside, "/ip").await;
+    assert_eq!((status, body.as_str()), (200, "secure /ip"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_applies_mitm_hosts_to_new_tunnels() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pacer.toml");
+    let opaque = config(&pacer_ca, &origin_ca, "").replace("hosts = [\"localhost\"]", "hosts = []");
+    std::fs::write(&path, &opaque).expect("write");
+    let proxy = Proxy::start_file(&path).await;
+    let target = format!("localhost:{}", origin.port());
+    let tunnel = http_connect(&proxy, "acct-1", &target)
+        .await
+        .expect("tunnel");
+    assert!(
+        tls(tunnel, &origin_ca.pem_path).await.is_ok(),
+        "opaque before"
+    );
+    std::fs::write(&path, config(&pacer_ca, &origin_ca, "")).expect("rewrite");
+    let reloaded = reqwest::Client::new()
+        .post(format!("http://{}/v1/reload", proxy.admin))
+        .header("x-api-key", "test-admin-key")
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(reloaded.status(), 200);
+    let tunnel = http_connect(&proxy, "acct-1", &target)
+        .await
+        .expect("tunnel");
+    let mut inside = tls(tunnel, &pacer_ca.cert())
+        .await
+        .expect("intercepted after");
+    assert_eq!(exchange(&mut inside, "/after").await.0, 200);
+    proxy.stop().await;
+}
