@@ -185,7 +185,7 @@ impl AccountLimiter {
         let wall_ms = clock.unix_ms();
         let mut state = self.lock();
         state.sync(policy, clock, wall_ms);
-        if !state.contends(policy, actions) {
+        if !state.queue.contends(policy, actions) {
             match state.check(policy, actions, now, wall_ms) {
                 Verdict::Admit => {
                     let at = Moment { now, wall_ms };
@@ -198,7 +198,7 @@ impl AccountLimiter {
                 Verdict::Wait { .. } => {}
             }
         }
-        state.enqueue(actions);
+        state.queue.enqueue(actions);
         None
     }
 
@@ -324,7 +324,7 @@ struct Queued<'a>(&'a AccountLimiter, &'a ActionSet);
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.0.lock().dequeue(self.1);
+        self.0.lock().queue.dequeue(self.1);
     }
 }
 

@@ -26,6 +26,7 @@ mod hit;
 pub mod journal;
 mod local;
 pub mod policy;
+mod queue;
 pub mod record;
 pub mod rolling;
 pub mod state;

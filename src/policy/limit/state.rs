@@ -12,6 +12,7 @@ use super::backoff::{Pause, Pauses};
 use super::clock::Clock;
 use super::journal::{Journal, Pending};
 use super::policy::PolicyLimits;
+use super::queue::Queue;
 use super::record::UsageRecord;
 use super::rolling::Window;
 use super::usage::{BatchProgress, BatchUndo, DailyUsage};
@@ -44,10 +45,7 @@ pub struct LimiterState {
     last_limited: Option<u64>,
     in_flight: u64,
     /// Requests queued for pacing.
-    waiting: u64,
-    /// The actions of each queued request (what a newcomer could contend
-    /// with).
-    queued: SmallVec<[ActionSet; 2]>,
+    pub queue: Queue,
     usage: DailyUsage,
     batch: BatchProgress,
     /// Present when usage is persisted.
@@ -175,40 +173,6 @@ impl LimiterState {
             };
         }
         Verdict::Admit
-    }
-
-    /// A request joins the pacing queue.
-    pub fn enqueue(&mut self, actions: &ActionSet) {
-        self.waiting += 1;
-        self.queued.push(actions.clone());
-    }
-
-    /// A request leaves the pacing queue (admitted, refused or gone).
-    pub fn dequeue(&mut self, actions: &ActionSet) {
-        self.waiting = self.waiting.saturating_sub(1);
-        if let Some(at) = self.queued.iter().position(|queued| queued == actions) {
-            self.queued.swap_remove(at);
-        }
-    }
-
-    /// Whether a request with `actions` shares a limit that waiting can
-    /// satisfy (a rolling window, the gap, `concurrent_limit`) with a
-    /// queued request: it then queues behind them, in arrival order. A
-    /// request that shares none need not wait for them.
-    pub fn contends(&self, policy: &PolicyLimits, actions: &ActionSet) -> bool {
-        if self.queued.is_empty() {
-            return false;
-        }
-        if policy.concurrency.is_some() {
-            return true;
-        }
-        let limited = |a: &ActionSet| !a.is_empty();
-        if policy.gap.is_some() && limited(actions) && self.queued.iter().any(limited) {
-            return true;
-        }
-        policy.rolling.iter().any(|rule| {
-            rule.scope.applies(actions) && self.queued.iter().any(|q| rule.scope.applies(q))
-        })
     }
 
     /// A running platform pause of one of the request's actions (or of
@@ -387,7 +351,7 @@ impl LimiterState {
     /// Frees the rolling windows once none of them could refuse anything
     /// (they are rebuilt fresh on the next request).
     pub fn compact(&mut self, now: u64) {
-        if self.waiting == 0 && self.windows.iter_mut().all(|w| w.is_idle(now)) {
+        if self.queue.is_empty() && self.windows.iter_mut().all(|w| w.is_idle(now)) {
             self.windows = Vec::new();
             self.built_for = None;
         }
@@ -407,49 +371,5 @@ fn nanos(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::num::NonZeroU32;
-
-    use super::*;
-    use crate::config::PolicyMode;
-    use crate::policy::limit::policy::{RollingRule, Scope};
-
-    #[tokio::test(start_paused = true)]
-    async fn idle_windows_are_freed_and_rebuilt_fresh() {
-        let clock = Clock::system();
-        let policy = Arc::new(PolicyLimits {
-            slug: Arc::from("p"),
-            mode: PolicyMode::Reject,
-            max_wait: Duration::ZERO,
-            jitter: Duration::ZERO,
-            day_reset: "00:00+00:00".parse().expect("reset"),
-            rolling: vec![RollingRule {
-                key: Arc::from("all_per_minute"),
-                scope: Scope::All,
-                max: NonZeroU32::MIN,
-                window: Duration::from_secs(60),
-            }],
-            daily: Vec::new(),
-            gap: None,
-            concurrency: None,
-            batch: None,
-            action_names: Arc::from(Vec::new()),
-            backoff: None,
-        });
-        let mut state = LimiterState::default();
-        let none = ActionSet::new();
-        state.sync(&policy, &clock, 0);
-        let _ = state.commit(&policy, &none, clock.now(), 0);
-        state.compact(clock.now());
-        assert_eq!(state.windows.len(), 1, "a full window is kept");
-        tokio::time::advance(Duration::from_secs(61)).await;
-        state.compact(clock.now());
-        assert!(state.windows.is_empty(), "an idle window is freed");
-        state.sync(&policy, &clock, 0);
-        assert!(matches!(
-            state.check(&policy, &none, clock.now(), 0),
-            Verdict::Admit
-        ));
-        assert_eq!(state.windows.len(), 1, "rebuilt on the next request");
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;
