@@ -609,3 +609,35 @@ async fn a_reload_applies_mitm_hosts_to_new_tunnels() {
     assert_eq!(exchange(&mut inside, "/after").await.0, 200);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn an_origins_429_inside_a_tunnel_pauses_the_action_for_the_account() {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let backoff = "[policies.standard_policy.backoff]\nstatuses = [429]\ndefault_pause = \"30s\"\n";
+    let toml = config(&pacer_ca, &origin_ca, "").replace(
+        "[policies.standard_policy.limits]\n",
+        &format!("{backoff}[policies.standard_policy.limits]\n"),
+    );
+    let proxy = Proxy::start(&toml).await;
+    let target = format!("localhost:{}", origin.port());
+    let tunnel = http_connect(&proxy, "acct-1", &target)
+        .await
+        .expect("tunnel");
+    let mut inside = tls(tunnel, &pacer_ca.cert()).await.expect("tls");
+    let (status, _, body) = exchange(&mut inside, "/status/429").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (429, "secure /status/429"),
+        "the origin's own answer"
+    );
+    let (status, head, body) = exchange(&mut inside, "/other").await;
+    assert_eq!(status, 429, "{head}{body}");
+    assert!(body.contains("backoff"), "{body}");
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("ratelimit-policy: \"backoff\";q=0;w=30"),
+        "{head}"
+    );
+    proxy.stop().await;
+}
