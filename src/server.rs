@@ -58,9 +58,10 @@ impl App {
         };
         let snapshot = Snapshot::build(config, &changes, None, journal.clone(), &egress)?;
         let metrics = Metrics::new(config.admin.account_metrics);
-        let interceptor = match config.mitm.enabled {
-            true => Some(Interceptor::new(&config.mitm).context("cannot start interception")?),
-            false => None,
+        let interceptor = if config.mitm.enabled {
+            Some(Interceptor::new(&config.mitm).context("cannot start interception")?)
+        } else {
+            None
         };
         let engine = Arc::new(Engine::new(
             settings,

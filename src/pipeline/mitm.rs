@@ -38,8 +38,15 @@ where
         }
     };
     let activity = Arc::new(ConnActivity::new());
+    // HTTP/2 clients send frames (pings, window updates) between requests:
+    // only `idle_timeout` bounds such a connection, not a head's deadline.
+    let header_read = if accepted.h2 {
+        engine.settings.idle_timeout
+    } else {
+        engine.settings.header_read_timeout
+    };
     let timeouts = Timeouts {
-        header_read: engine.settings.header_read_timeout,
+        header_read,
         idle: engine.settings.idle_timeout,
     };
     let client = HttpClient {
