@@ -54,7 +54,7 @@ impl EgressConnector {
 
     async fn connect(self, uri: Uri) -> Result<EgressStream, EgressError> {
         let target = Target::from_absolute(&uri)
-            .ok_or_else(|| EgressError::Direct(DialError::bad_uri(&uri)))?;
+            .map_err(|_| EgressError::Direct(DialError::bad_uri(&uri)))?;
         if uri.scheme() != Some(&Scheme::HTTPS) {
             return self.plain(&target).await;
         }

@@ -8,6 +8,25 @@ use std::net::IpAddr;
 
 use http::uri::{Authority, Scheme, Uri};
 
+/// A destination name that is not a host name or an IP address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{shown}` is not a host name or an IP address with a port")]
+pub struct BadName {
+    /// The name as asked, escaped and cut for the envelope.
+    pub shown: String,
+}
+
+/// Why a request line names no usable target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Not of the form the request needs.
+    #[error("malformed request target")]
+    Malformed,
+    /// A name pacer will not dial.
+    #[error(transparent)]
+    BadName(#[from] BadName),
+}
+
 /// A destination host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Host {
@@ -38,33 +57,76 @@ impl Target {
         Target { host, port }
     }
 
+    /// A destination a client asked for (SPEC section 5): an IP literal, or
+    /// a host name of letters, digits, `-`, `_` and `.` (other scripts
+    /// through IDNA), at most 253 bytes, with a non-zero port.
+    pub fn destination(host: &str, port: u16) -> Result<Self, BadName> {
+        let bad = || BadName {
+            shown: host.escape_debug().take(80).collect(),
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return (port != 0)
+                .then_some(Target {
+                    host: Host::Ip(ip),
+                    port,
+                })
+                .ok_or_else(bad);
+        }
+        let ascii = if bare.is_ascii() {
+            bare.to_ascii_lowercase()
+        } else {
+            idna::domain_to_ascii(bare).map_err(|_| bad())?
+        };
+        let name = ascii.trim_end_matches('.');
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        let well_formed = !name.is_empty()
+            && ascii.len() <= 253
+            && name.chars().all(allowed)
+            && name.split('.').all(|label| !label.is_empty());
+        if !well_formed || port == 0 {
+            return Err(bad());
+        }
+        Ok(Target {
+            host: Host::Name(ascii),
+            port,
+        })
+    }
+
     /// The target of a CONNECT request: authority-form `host:port`, port required.
-    pub fn from_connect(uri: &Uri) -> Option<Self> {
-        let authority = uri.authority()?;
+    pub fn from_connect(uri: &Uri) -> Result<Self, TargetError> {
+        let authority = uri.authority().ok_or(TargetError::Malformed)?;
         if uri.scheme().is_some() || uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-            return None;
+            return Err(TargetError::Malformed);
         }
         Self::from_authority(authority, None)
     }
 
     /// The target of an absolute-form `http://` (port 80 by default) or
     /// `https://` (port 443) URI.
-    pub fn from_absolute(uri: &Uri) -> Option<Self> {
-        let default_port = match uri.scheme()? {
+    pub fn from_absolute(uri: &Uri) -> Result<Self, TargetError> {
+        let default_port = match uri.scheme().ok_or(TargetError::Malformed)? {
             scheme if *scheme == Scheme::HTTP => 80,
             scheme if *scheme == Scheme::HTTPS => 443,
-            _ => return None,
+            _ => return Err(TargetError::Malformed),
         };
-        Self::from_authority(uri.authority()?, Some(default_port))
+        let authority = uri.authority().ok_or(TargetError::Malformed)?;
+        Self::from_authority(authority, Some(default_port))
     }
 
-    fn from_authority(authority: &Authority, default_port: Option<u16>) -> Option<Self> {
+    fn from_authority(
+        authority: &Authority,
+        default_port: Option<u16>,
+    ) -> Result<Self, TargetError> {
         let host = authority.host();
         if host.is_empty() || authority.as_str().contains('@') {
-            return None;
+            return Err(TargetError::Malformed);
         }
-        let port = authority.port_u16().or(default_port)?;
-        Some(Self::new(host, port))
+        let port = authority
+            .port_u16()
+            .or(default_port)
+            .ok_or(TargetError::Malformed)?;
+        Self::destination(host, port).map_err(TargetError::BadName)
     }
 
     /// The host as text, without brackets: what action rules match against.
@@ -101,8 +163,8 @@ mod tests {
         let t = Target::from_connect(&uri("[::1]:8443")).expect("target");
         assert_eq!(t.host, Host::Ip("::1".parse().expect("ip")));
         assert_eq!(t.to_string(), "[::1]:8443");
-        assert!(Target::from_connect(&uri("example.com")).is_none());
-        assert!(Target::from_connect(&uri("http://example.com:80/")).is_none());
+        assert!(Target::from_connect(&uri("example.com")).is_err());
+        assert!(Target::from_connect(&uri("http://example.com:80/")).is_err());
     }
 
     #[test]
@@ -111,8 +173,37 @@ mod tests {
         assert_eq!(t.to_string(), "127.0.0.1:80");
         let t = Target::from_absolute(&uri("https://Example.com/")).expect("target");
         assert_eq!(t.to_string(), "example.com:443");
-        assert!(Target::from_absolute(&uri("/relative")).is_none());
-        assert!(Target::from_absolute(&uri("ftp://example.com/")).is_none());
-        assert!(Target::from_absolute(&uri("http://u:p@example.com/")).is_none());
+        assert!(Target::from_absolute(&uri("/relative")).is_err());
+        assert!(Target::from_absolute(&uri("ftp://example.com/")).is_err());
+        assert!(Target::from_absolute(&uri("http://u:p@example.com/")).is_err());
+    }
+
+    #[test]
+    fn destination_names_follow_spec_section_5() {
+        let ok = |h: &str| Target::destination(h, 443).map(|t| t.host_str().into_owned());
+        assert_eq!(ok("Api.Example.COM."), Ok("api.example.com.".to_owned()));
+        assert_eq!(
+            ok("under_score-1.example"),
+            Ok("under_score-1.example".to_owned())
+        );
+        assert_eq!(ok("bücher.example"), Ok("xn--bcher-kva.example".to_owned()));
+        assert_eq!(ok("[::1]"), Ok("::1".to_owned()));
+        let long = format!("{}.example", "a".repeat(250));
+        for bad in [
+            "",
+            "a b.example",
+            "evil\u{1}.example",
+            "a@b",
+            "a/b",
+            "a..b",
+            "x!y",
+            &long,
+        ] {
+            assert!(Target::destination(bad, 443).is_err(), "{bad:?}");
+        }
+        assert!(
+            Target::destination("example.com", 0).is_err(),
+            "a port is needed"
+        );
     }
 }

@@ -148,10 +148,19 @@ async fn read_connect(proto: Authenticated) -> Result<(CommandRead, Target), Bro
         });
     }
     let target = match address {
-        TargetAddr::Ip(addr) => Target::new(&addr.ip().to_string(), addr.port()),
-        TargetAddr::Domain(name, port) => Target::new(&name, port),
+        TargetAddr::Ip(addr) => Target::destination(&addr.ip().to_string(), addr.port()),
+        TargetAddr::Domain(name, port) => Target::destination(&name, port),
     };
-    Ok((proto, target))
+    match target {
+        Ok(target) => Ok((proto, target)),
+        Err(name) => {
+            let _ = proto.reply_error(&ReplyError::GeneralFailure).await;
+            Err(Broken {
+                error: ProxyError::BadDestination(name),
+                status: ReplyError::GeneralFailure.as_u8().into(),
+            })
+        }
+    }
 }
 
 /// Answers the CONNECT with the error's reply code, closing it out.

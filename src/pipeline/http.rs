@@ -22,7 +22,7 @@ use super::close::CloseOut;
 use super::request::{self, with_waited, ProxyResponse};
 use super::tunnel::Opened;
 use super::{authenticate, bound_account, tunnel, Engine};
-use crate::egress::target::Target;
+use crate::egress::target::{Target, TargetError};
 use crate::policy::auth::Credentials;
 use crate::state::accounts::Account;
 use crate::telemetry::context::ListenerKind;
@@ -186,14 +186,20 @@ fn to_origin(request: &mut Request<Incoming>, target: &Target) -> Result<(), Pro
 
 /// Where the request goes: a CONNECT authority, or an absolute URI.
 fn target_of(request: &Request<Incoming>) -> Result<Target, ProxyError> {
-    if request.method() == Method::CONNECT {
-        return Target::from_connect(request.uri()).ok_or(ProxyError::MalformedRequest(
-            "CONNECT needs a host:port target",
-        ));
-    }
-    Target::from_absolute(request.uri()).ok_or(ProxyError::MalformedRequest(
-        "a proxy request needs an absolute http:// or https:// URI",
-    ))
+    let (target, malformed) = if request.method() == Method::CONNECT {
+        let target = Target::from_connect(request.uri());
+        (target, "CONNECT needs a host:port target")
+    } else {
+        let target = Target::from_absolute(request.uri());
+        (
+            target,
+            "a proxy request needs an absolute http:// or https:// URI",
+        )
+    };
+    target.map_err(|err| match err {
+        TargetError::Malformed => ProxyError::MalformedRequest(malformed),
+        TargetError::BadName(name) => ProxyError::BadDestination(name),
+    })
 }
 
 /// The account of the request: the bound one, or its credentials'.

@@ -308,7 +308,9 @@ fn escape(glob: &str) -> String {
 }
 
 /// `host` in lower case, copied into `buffer` only when it has upper case.
+/// `host` lower-cased and without a trailing dot (SPEC section 5).
 fn lower_case<'a>(host: &'a str, buffer: &'a mut String) -> &'a str {
+    let host = host.strip_suffix('.').unwrap_or(host);
     if !host.bytes().any(|b| b.is_ascii_uppercase()) {
         return host;
     }

@@ -13,6 +13,7 @@ use http::StatusCode;
 use crate::egress::dial::DialErrorKind;
 use crate::egress::forward::OriginError;
 use crate::egress::route::RouteError;
+use crate::egress::target::BadName;
 use crate::egress::upstream::{DestinationAnswer, UpstreamErrorKind};
 use crate::policy::auth::AuthError;
 use crate::policy::limit::{Hit, Refusal};
@@ -33,6 +34,9 @@ pub enum ProxyError {
     /// The client did not send a whole request head in time.
     #[error("request head not received within {}", humantime::format_duration(*.0))]
     ClientTimeout(Duration),
+    /// The destination is not a host name or an IP address with a port.
+    #[error(transparent)]
+    BadDestination(#[from] BadName),
     /// The client was not identified.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -110,6 +114,7 @@ const fn code(status: u16, kind: &'static str, title: &'static str) -> WireCode 
 }
 
 const MALFORMED: WireCode = code(400, "errors/malformed_request", "Bad Request");
+const INVALID_REQUEST: WireCode = code(400, "errors/invalid_request", "Bad Request");
 const TOO_LARGE: WireCode = code(
     431,
     "errors/headers_too_large",
@@ -140,6 +145,7 @@ impl ProxyError {
         use ReplyError as R;
         let (code, socks, close, headers) = match self {
             ProxyError::MalformedRequest(_) => (MALFORMED, R::GeneralFailure, true, H::None),
+            ProxyError::BadDestination(_) => (INVALID_REQUEST, R::GeneralFailure, false, H::None),
             ProxyError::HeadersTooLarge { .. } => (TOO_LARGE, R::GeneralFailure, true, H::None),
             ProxyError::ClientTimeout(_) => (CLIENT_TIMEOUT, R::HostUnreachable, true, H::None),
             ProxyError::Auth(AuthError::Missing) => (
@@ -196,6 +202,7 @@ impl ProxyError {
         match self {
             ProxyError::Route(err) => err.never_reached_origin(),
             ProxyError::MalformedRequest(_)
+            | ProxyError::BadDestination(_)
             | ProxyError::HeadersTooLarge { .. }
             | ProxyError::ClientTimeout(_)
             | ProxyError::Auth(_)

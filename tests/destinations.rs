@@ -1,0 +1,96 @@
+//! Destinations (SPEC section 5): a name that is not a host name or an IP
+//! literal with a port is refused before anything is dialled or classified
+//! (400 `errors/invalid_request`, SOCKS5 reply 0x01); names in other
+//! scripts go through IDNA; the URL's authority, never the client's
+//! `Host`, is where a request goes.
+
+mod common;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use common::clients::{http_connect, raw_get};
+use common::{assert_envelope, assert_still_serving, basic_auth, Origin, Proxy, SECRET};
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn names_that_are_not_host_names_are_invalid_requests() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let refused = http_connect(&proxy, "acct-1", "bad!name.example:443")
+        .await
+        .expect_err("refused");
+    assert_envelope(&refused, 400, "errors/invalid_request");
+    let refused = raw_get(&proxy, "acct-1", "http://a..b.example/").await;
+    assert_envelope(&refused, 400, "errors/invalid_request");
+    let long = format!("{}.example", "a".repeat(250));
+    let refused = raw_get(&proxy, "acct-1", &format!("http://{long}/")).await;
+    assert_envelope(&refused, 400, "errors/invalid_request");
+    assert_still_serving(&proxy, &origin).await;
+    proxy.stop().await;
+}
+
+/// A SOCKS5 CONNECT to the domain `name` (bytes as sent): the reply code.
+async fn socks_domain(proxy: &Proxy, name: &[u8]) -> u8 {
+    let mut stream = TcpStream::connect(proxy.socks).await.expect("connect");
+    assert_eq!(
+        common::socks_authenticate(&mut stream, b"acct-1", SECRET.as_bytes()).await,
+        0
+    );
+    let mut request = vec![5, 1, 0, 3, name.len() as u8];
+    request.extend_from_slice(name);
+    request.extend_from_slice(&443u16.to_be_bytes());
+    stream.write_all(&request).await.expect("write");
+    let mut reply = [0u8; 2];
+    tokio::time::timeout(WITHIN, stream.read_exact(&mut reply))
+        .await
+        .expect("a reply")
+        .expect("read");
+    reply[1]
+}
+
+#[tokio::test]
+async fn socks5_names_are_checked_and_other_scripts_go_through_idna() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    assert_eq!(
+        socks_domain(&proxy, b"evil\x01.example").await,
+        0x01,
+        "a control character"
+    );
+    assert_eq!(socks_domain(&proxy, b"a b.example").await, 0x01, "a space");
+    assert_eq!(
+        socks_domain(&proxy, &[b'a'; 254]).await,
+        0x01,
+        "over 253 bytes"
+    );
+    let unicode = socks_domain(&proxy, "bücher.invalid".as_bytes()).await;
+    assert_eq!(
+        unicode, 0x04,
+        "accepted as xn--bcher-kva.invalid, which does not resolve"
+    );
+    assert_still_serving(&proxy, &origin).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn the_urls_authority_not_the_host_header_is_the_destination() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: evil.example\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
+        origin.url("/echo"),
+        basic_auth()
+    );
+    let raw = common::raw_exchange(proxy.http, request.as_bytes(), WITHIN).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains(&format!("\"host\":\"{}\"", origin.addr)),
+        "{text}"
+    );
+    proxy.stop().await;
+}
