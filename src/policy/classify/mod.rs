@@ -24,6 +24,7 @@ use self::bits::Bits;
 use crate::config::ActionRule;
 
 mod bits;
+pub mod path;
 
 /// The index of an action in `[[actions]]` order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -192,7 +193,7 @@ impl Classifier {
                 &self.host_any,
                 host,
             );
-            let path = shape.path.unwrap_or("");
+            let path = path::normalize(shape.path.unwrap_or(""));
             if shape.path.is_some() {
                 self.narrow(
                     bits,
@@ -201,7 +202,7 @@ impl Classifier {
                     &self.paths,
                     &self.path_rule,
                     &self.path_any,
-                    path,
+                    &path,
                 );
             } else {
                 bits.and(&self.path_any);
