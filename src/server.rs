@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::config::{Config, ListenerProtocol, StateConfig};
 use crate::control::{admin, Control};
+use crate::egress::deny::Deny;
 use crate::egress::tls::TlsClient;
 use crate::egress::upstream::EgressSettings;
 use crate::ingress::limit::ConnectionLimit;
@@ -41,9 +42,16 @@ pub struct App {
 impl App {
     /// Compiles `config` into runtime objects; fails when the store or a
     /// `[tls] extra_roots` file cannot be read. `pools` is the number of
-    /// ingress threads, each with its own pooled origin connections.
-    pub fn new(config: &Config, clock: Clock, pools: usize) -> anyhow::Result<Self> {
+    /// ingress threads, each with its own pooled origin connections; `own`
+    /// are the addresses pacer listens on (never dialled).
+    pub fn new(
+        config: &Config,
+        clock: Clock,
+        pools: usize,
+        own: Vec<SocketAddr>,
+    ) -> anyhow::Result<Self> {
         let settings = config.server.clone();
+        let deny = Deny::new(&config.server.deny_destinations, own).map_err(anyhow::Error::msg)?;
         let egress = Arc::new(EgressSettings {
             connect_timeout: settings.connect_timeout,
             idle_timeout: settings.idle_timeout,
@@ -70,6 +78,7 @@ impl App {
             clock,
             metrics,
             interceptor,
+            Arc::new(deny),
         ));
         let ingress = Arc::new(Ingress {
             engine: engine.clone(),
@@ -130,13 +139,6 @@ impl Server {
         copies: usize,
         threaded: bool,
     ) -> anyhow::Result<Server> {
-        let app = App::new(config, clock, copies)?;
-        let control = &app.control;
-        persist::restore(
-            &control.store,
-            &app.engine.snapshot.load(),
-            &app.engine.clock,
-        )?;
         let mut ingress: Vec<Vec<BoundListener>> = (0..copies).map(|_| Vec::new()).collect();
         for l in &config.listeners {
             let sockets = listen_copies(l.addr, copies)
@@ -152,6 +154,20 @@ impl Server {
         let admin = TcpListener::bind(config.admin.addr)
             .await
             .with_context(|| format!("cannot listen on {} (admin)", config.admin.addr))?;
+        let mut own: Vec<SocketAddr> = ingress
+            .first()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.tcp.local_addr().ok())
+            .collect();
+        own.extend(admin.local_addr().ok());
+        let app = App::new(config, clock, copies, own)?;
+        let control = &app.control;
+        persist::restore(
+            &control.store,
+            &app.engine.snapshot.load(),
+            &app.engine.clock,
+        )?;
         Ok(Server {
             app,
             ingress,

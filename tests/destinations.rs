@@ -94,3 +94,55 @@ async fn the_urls_authority_not_the_host_header_is_the_destination() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn pacer_never_dials_itself_however_it_is_named() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let admin = proxy.admin.port();
+    for target in [
+        format!("127.0.0.1:{admin}"),
+        format!("127.0.0.2:{admin}"),
+        format!("localhost:{admin}"),
+        format!("127.0.0.1:{}", proxy.http.port()),
+    ] {
+        let refused = http_connect(&proxy, "acct-1", &target)
+            .await
+            .expect_err(&target);
+        assert_envelope(&refused, 403, "errors/insufficient_privileges");
+        let detail = common::routes::detail(&refused);
+        assert!(
+            detail.contains(&target) || detail.contains("localhost"),
+            "{detail}"
+        );
+    }
+    let refused = raw_get(
+        &proxy,
+        "acct-1",
+        &format!("http://127.0.0.1:{admin}/metrics"),
+    )
+    .await;
+    assert_envelope(&refused, 403, "errors/insufficient_privileges");
+    let (reply, _) =
+        common::clients::socks_connect(&proxy, "acct-1", "127.0.0.1", proxy.http.port()).await;
+    assert_eq!(reply, 0x02, "SOCKS5: not allowed");
+    assert_still_serving(&proxy, &origin).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn deny_destinations_takes_networks_and_host_globs() {
+    let origin = Origin::start().await;
+    let extra = "deny_destinations = [\"127.0.0.64/26\", \"*.blocked.example\"]";
+    let proxy = Proxy::start(&common::base_config(extra)).await;
+    let refused = http_connect(&proxy, "acct-1", "127.0.0.65:80")
+        .await
+        .expect_err("refused");
+    assert_envelope(&refused, 403, "errors/insufficient_privileges");
+    let refused = http_connect(&proxy, "acct-1", "api.blocked.example:443")
+        .await
+        .expect_err("refused");
+    assert_envelope(&refused, 403, "errors/insufficient_privileges");
+    assert_still_serving(&proxy, &origin).await;
+    proxy.stop().await;
+}

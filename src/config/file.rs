@@ -50,6 +50,7 @@ pub struct ServerFile {
     pub max_connections: Option<Int>,
     pub shutdown_grace: Option<Spanned<DurationText>>,
     pub max_header_bytes: Option<Int>,
+    pub deny_destinations: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -22,6 +22,7 @@
 
 mod error;
 mod file;
+mod glob;
 mod limit_key;
 mod locate;
 mod types;
@@ -35,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use glob::{globset_pattern, HostGlobs};
 pub use limit_key::{
     check_action_name, Limit, LimitKey, LimitKeyError, LimitNumber, LimitValue, ALL_ACTION,
 };
@@ -121,6 +123,33 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Larger request heads get 431. Default 65536, at least 1024.
     pub max_header_bytes: usize,
+    /// Destinations never dialled. Default the link-local ranges
+    /// `169.254.0.0/16` and `fe80::/10`.
+    pub deny_destinations: Vec<DenyRule>,
+}
+
+/// One entry of `[server] deny_destinations`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DenyRule {
+    /// Addresses in this network.
+    Net(ipnet::IpNet),
+    /// Host names matching this glob.
+    Host(String),
+}
+
+impl DenyRule {
+    /// The default list: the link-local ranges (cloud metadata services).
+    pub fn link_local() -> Vec<DenyRule> {
+        let v4 = ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+            std::net::Ipv4Addr::new(169, 254, 0, 0),
+            16,
+        ));
+        let v6 = ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+            std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+            10,
+        ));
+        vec![DenyRule::Net(v4), DenyRule::Net(v6)]
+    }
 }
 
 impl Default for ServerConfig {
@@ -132,6 +161,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(10),
             max_header_bytes: 65_536,
+            deny_destinations: DenyRule::link_local(),
         }
     }
 }

@@ -10,24 +10,42 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use std::sync::Arc;
+
+use super::deny::Deny;
 use crate::egress::target::{Host, Target};
 
 /// Opens TCP connections to destinations, going direct.
 #[derive(Debug, Clone)]
 pub struct Dialer {
     connect_timeout: Duration,
+    deny: Arc<Deny>,
 }
 
 impl Dialer {
-    /// A dialer whose resolution plus connect is bounded by `connect_timeout`.
-    pub fn new(connect_timeout: Duration) -> Self {
-        Dialer { connect_timeout }
+    /// A dialer whose resolution plus connect is bounded by
+    /// `connect_timeout`, refusing what `deny` refuses.
+    pub fn new(connect_timeout: Duration, deny: Arc<Deny>) -> Self {
+        Dialer {
+            connect_timeout,
+            deny,
+        }
     }
 
     /// Resolves `target` (names through the system resolver) and connects to
-    /// the first address that answers, all within the connect timeout.
+    /// the first address that answers, all within the connect timeout. A
+    /// resolved address that is denied is never dialled.
     pub async fn connect(&self, target: &Target) -> Result<TcpStream, DialError> {
-        let attempt = connect_tcp(target);
+        let attempt = async {
+            let addrs = resolve(target).await?;
+            for addr in &addrs {
+                if let Err(denied) = self.deny.check_address(target, *addr) {
+                    let err = io::Error::new(io::ErrorKind::PermissionDenied, denied.to_string());
+                    return Err(DialError::new(target, DialErrorKind::Denied, Some(err)));
+                }
+            }
+            connect_addrs(target, addrs).await
+        };
         match tokio::time::timeout(self.connect_timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(DialError::new(target, DialErrorKind::TimedOut, None)),
@@ -39,6 +57,10 @@ impl Dialer {
 /// `TCP_NODELAY` set; the caller bounds it in time.
 pub async fn connect_tcp(target: &Target) -> Result<TcpStream, DialError> {
     let addrs = resolve(target).await?;
+    connect_addrs(target, addrs).await
+}
+
+async fn connect_addrs(target: &Target, addrs: Vec<SocketAddr>) -> Result<TcpStream, DialError> {
     let mut last = None;
     for addr in addrs {
         match TcpStream::connect(addr).await {
@@ -99,6 +121,9 @@ pub enum DialErrorKind {
     TimedOut,
     /// Any other socket error.
     Other,
+    /// A destination pacer never dials (it resolved into a denied range,
+    /// or to pacer itself).
+    Denied,
 }
 
 /// A failed attempt to reach a destination.
@@ -160,6 +185,7 @@ impl fmt::Display for DialError {
             DialErrorKind::Unreachable => "no route to",
             DialErrorKind::TimedOut => "timed out connecting to",
             DialErrorKind::Other => "could not connect to",
+            DialErrorKind::Denied => "refused to dial",
         };
         write!(f, "{what} {}", self.target)?;
         if let Some(source) = &self.source {

@@ -20,6 +20,7 @@
 //! [`forward::OriginError`]); the wire layer maps them to envelopes.
 
 pub mod connector;
+pub mod deny;
 pub mod dial;
 pub mod error;
 pub mod forward;

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::ServerConfig;
+use crate::egress::deny::Deny;
 use crate::egress::dial::Dialer;
 use crate::egress::forward::Forwarder;
 use crate::egress::upstream::EgressSettings;
@@ -70,6 +71,8 @@ pub struct Engine {
     pub metrics: Metrics,
     /// TLS interception, when `[mitm] enabled`.
     pub interceptor: Option<Interceptor>,
+    /// Destinations never dialled.
+    pub deny: Arc<Deny>,
 }
 
 impl Engine {
@@ -81,8 +84,9 @@ impl Engine {
         clock: Clock,
         metrics: Metrics,
         interceptor: Option<Interceptor>,
+        deny: Arc<Deny>,
     ) -> Self {
-        let dialer = Dialer::new(settings.connect_timeout);
+        let dialer = Dialer::new(settings.connect_timeout, deny.clone());
         Engine {
             forwarder: Forwarder::direct(dialer.clone(), &egress),
             dialer,
@@ -94,6 +98,7 @@ impl Engine {
             shutdown: Shutdown::new(),
             metrics,
             interceptor,
+            deny,
         }
     }
 

@@ -106,6 +106,7 @@ async fn forward(
         .exact()
         .unwrap_or(0);
     close.ctx.target = Some(target.clone());
+    engine.deny.check_target(&target)?;
     let host = target.host_str();
     let shape = RequestShape {
         method: request.method(),

@@ -60,6 +60,7 @@ pub async fn open(
 ) -> Result<Opened, ProxyError> {
     close.ctx.method = Some(Method::CONNECT);
     close.ctx.target = Some(target.clone());
+    engine.deny.check_target(target)?;
     if engine.interceptor.is_some()
         && close
             .ctx

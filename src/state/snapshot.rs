@@ -14,10 +14,10 @@ use tokio::sync::Notify;
 
 use super::accounts::{self, Account, AccountSettings, AccountSources, Accounts, PolicySet};
 use super::changes::AccountChanges;
-use crate::config::{AccountType, Config, Policy};
+use crate::config::{AccountType, Config, HostGlobs, Policy};
 use crate::egress::route::Router;
 use crate::egress::upstream::EgressSettings;
-use crate::policy::classify::{Classifier, HostSet};
+use crate::policy::classify::Classifier;
 use crate::policy::limit::policy::PolicyLimits;
 
 /// The reloadable part of the running proxy.
@@ -36,7 +36,7 @@ pub struct Snapshot {
     pub router: Router,
     /// `[mitm] hosts`: tunnels to these are intercepted (when interception
     /// is on).
-    pub intercepted_hosts: HostSet,
+    pub intercepted_hosts: HostGlobs,
 }
 
 impl Snapshot {
@@ -94,7 +94,7 @@ impl Snapshot {
             router.set_route(&account.id, &account.settings.load().route);
         }
         Ok(Snapshot {
-            intercepted_hosts: HostSet::new("[mitm] hosts", &config.mitm.hosts)?,
+            intercepted_hosts: HostGlobs::new(&config.mitm.hosts).map_err(anyhow::Error::msg)?,
             router,
             classifier,
             policies: config.policies.clone(),

@@ -16,8 +16,8 @@ use crate::config::file::{
 };
 use crate::config::upstream_url::parse_host_port;
 use crate::config::{
-    AccountConfig, AdminConfig, ListenerConfig, ListenerProtocol, MitmConfig, RoutingConfig,
-    RoutingStrategy, Secret, ServerConfig, StateConfig, TlsConfig, ADMIN_KEYS_ENV,
+    AccountConfig, AdminConfig, DenyRule, ListenerConfig, ListenerProtocol, MitmConfig,
+    RoutingConfig, RoutingStrategy, Secret, ServerConfig, StateConfig, TlsConfig, ADMIN_KEYS_ENV,
 };
 
 pub fn server(cx: &mut Ctx, f: &ServerFile) -> ServerConfig {
@@ -51,7 +51,32 @@ pub fn server(cx: &mut Ctx, f: &ServerFile) -> ServerConfig {
             1024,
             d.max_header_bytes,
         ),
+        deny_destinations: match &f.deny_destinations {
+            None => d.deny_destinations,
+            Some(list) => list
+                .iter()
+                .filter_map(|entry| deny_rule(cx, entry))
+                .collect(),
+        },
     }
+}
+
+/// A CIDR (`169.254.0.0/16`, `fe80::/10`) or a host glob.
+fn deny_rule(cx: &mut Ctx, entry: &Text) -> Option<DenyRule> {
+    let text = entry.get_ref().trim();
+    if text.contains('/') {
+        return match text.parse::<ipnet::IpNet>() {
+            Ok(net) => Some(DenyRule::Net(net.trunc())),
+            Err(_) => {
+                cx.at(
+                    entry,
+                    format!("`deny_destinations`: `{text}` is not a CIDR"),
+                );
+                None
+            }
+        };
+    }
+    glob(cx, entry, GlobKind::Host).map(DenyRule::Host)
 }
 
 const PROTOCOLS: &[(&str, ListenerProtocol)] = &[

@@ -99,7 +99,9 @@ impl fmt::Display for UpstreamError {
                 DialErrorKind::Refused => write!(f, "upstream {up} refused the connection"),
                 DialErrorKind::Unreachable => write!(f, "no route to upstream {up}"),
                 DialErrorKind::TimedOut => write!(f, "timed out connecting to upstream {up}"),
-                DialErrorKind::Other => write!(f, "could not connect to upstream {up}"),
+                DialErrorKind::Other | DialErrorKind::Denied => {
+                    write!(f, "could not connect to upstream {up}")
+                }
             },
             UpstreamErrorKind::TimedOut(after) => write!(
                 f,

@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 
 use self::bits::Bits;
 
-use crate::config::ActionRule;
+use crate::config::{globset_pattern, ActionRule};
 
 mod bits;
 pub mod path;
@@ -235,38 +235,8 @@ impl Classifier {
     }
 }
 
-/// A set of host globs (SPEC section 2 rules, case-insensitive), such as
-/// `[mitm] hosts`.
-#[derive(Debug)]
-pub struct HostSet(GlobSet);
-
-impl HostSet {
-    /// Compiles `globs`; `owner` names them in an error.
-    pub fn new(owner: &str, globs: &[String]) -> Result<Self, ClassifyError> {
-        let mut builder = GlobSetBuilder::new();
-        for glob in globs {
-            let rule = ActionRule {
-                name: owner.to_owned(),
-                methods: None,
-                hosts: None,
-                paths: None,
-            };
-            builder.add(compile(&rule, &glob.to_ascii_lowercase())?);
-        }
-        Ok(HostSet(build(builder)?))
-    }
-
-    /// Whether `host` (without port) matches one of the globs.
-    pub fn matches(&self, host: &str) -> bool {
-        !self.0.is_empty()
-            && self
-                .0
-                .is_match(host.to_ascii_lowercase().trim_end_matches('.'))
-    }
-}
-
 fn compile(rule: &ActionRule, glob: &str) -> Result<Glob, ClassifyError> {
-    GlobBuilder::new(&escape(glob))
+    GlobBuilder::new(&globset_pattern(glob))
         .literal_separator(false)
         .backslash_escape(true)
         .build()
@@ -285,30 +255,6 @@ fn build(builder: GlobSetBuilder) -> Result<GlobSet, ClassifyError> {
     })
 }
 
-/// A SPEC glob in globset syntax: runs of `*` become one `*` (any run of
-/// characters, `/` included, since separators are not literal), and every
-/// other glob metacharacter is escaped.
-fn escape(glob: &str) -> String {
-    let mut out = String::with_capacity(glob.len() + 4);
-    let mut previous_star = false;
-    for c in glob.chars() {
-        if c == '*' {
-            if !previous_star {
-                out.push('*');
-            }
-            previous_star = true;
-            continue;
-        }
-        previous_star = false;
-        if matches!(c, '?' | '[' | ']' | '{' | '}' | '\\' | '!' | ',') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `host` in lower case, copied into `buffer` only when it has upper case.
 /// `host` lower-cased and without a trailing dot (SPEC section 5).
 fn lower_case<'a>(host: &'a str, buffer: &'a mut String) -> &'a str {
     let host = host.strip_suffix('.').unwrap_or(host);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use fast_socks5::ReplyError;
 use http::StatusCode;
 
+use crate::egress::deny::Denied;
 use crate::egress::dial::DialErrorKind;
 use crate::egress::forward::OriginError;
 use crate::egress::route::RouteError;
@@ -37,6 +38,9 @@ pub enum ProxyError {
     /// The destination is not a host name or an IP address with a port.
     #[error(transparent)]
     BadDestination(#[from] BadName),
+    /// A destination pacer never dials.
+    #[error(transparent)]
+    Denied(#[from] Denied),
     /// The client was not identified.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -115,6 +119,7 @@ const fn code(status: u16, kind: &'static str, title: &'static str) -> WireCode 
 
 const MALFORMED: WireCode = code(400, "errors/malformed_request", "Bad Request");
 const INVALID_REQUEST: WireCode = code(400, "errors/invalid_request", "Bad Request");
+const DENIED: WireCode = code(403, "errors/insufficient_privileges", "Forbidden");
 const TOO_LARGE: WireCode = code(
     431,
     "errors/headers_too_large",
@@ -146,6 +151,7 @@ impl ProxyError {
         let (code, socks, close, headers) = match self {
             ProxyError::MalformedRequest(_) => (MALFORMED, R::GeneralFailure, true, H::None),
             ProxyError::BadDestination(_) => (INVALID_REQUEST, R::GeneralFailure, false, H::None),
+            ProxyError::Denied(_) => (DENIED, R::ConnectionNotAllowed, false, H::None),
             ProxyError::HeadersTooLarge { .. } => (TOO_LARGE, R::GeneralFailure, true, H::None),
             ProxyError::ClientTimeout(_) => (CLIENT_TIMEOUT, R::HostUnreachable, true, H::None),
             ProxyError::Auth(AuthError::Missing) => (
@@ -203,6 +209,7 @@ impl ProxyError {
             ProxyError::Route(err) => err.never_reached_origin(),
             ProxyError::MalformedRequest(_)
             | ProxyError::BadDestination(_)
+            | ProxyError::Denied(_)
             | ProxyError::HeadersTooLarge { .. }
             | ProxyError::ClientTimeout(_)
             | ProxyError::Auth(_)
@@ -248,6 +255,7 @@ fn route_wire(err: &RouteError) -> (WireCode, ReplyError) {
             DialErrorKind::Refused => (PROVIDER, R::ConnectionRefused),
             DialErrorKind::Resolve | DialErrorKind::Unreachable => (PROVIDER, R::HostUnreachable),
             DialErrorKind::Other => (PROVIDER, R::GeneralFailure),
+            DialErrorKind::Denied => (DENIED, R::ConnectionNotAllowed),
         },
         RouteError::OriginTls(_) => (PROVIDER, R::GeneralFailure),
         RouteError::NoUpstream { .. } => (PROXY, R::GeneralFailure),
@@ -261,7 +269,8 @@ fn route_wire(err: &RouteError) -> (WireCode, ReplyError) {
                 DialErrorKind::Resolve
                 | DialErrorKind::Refused
                 | DialErrorKind::Unreachable
-                | DialErrorKind::Other,
+                | DialErrorKind::Other
+                | DialErrorKind::Denied,
             )
             | UpstreamErrorKind::Broken(_) => (PROXY, R::GeneralFailure),
             UpstreamErrorKind::Destination { answer, .. } => {
