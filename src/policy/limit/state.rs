@@ -371,5 +371,4 @@ fn nanos(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;
