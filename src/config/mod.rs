@@ -40,7 +40,7 @@ pub use glob::{globset_pattern, HostGlobs};
 pub use limit_key::{
     check_action_name, Limit, LimitKey, LimitKeyError, LimitNumber, LimitValue, ALL_ACTION,
 };
-pub use types::{parse_duration, CountryCode, DayReset, Secret};
+pub use types::{parse_duration, CountryCode, DayReset, DenyRule, Secret};
 pub use upstream_url::{format_authority, parse_host_port, UpstreamScheme, UpstreamUrl};
 
 /// Name of the environment variable holding extra admin API keys.
@@ -126,30 +126,6 @@ pub struct ServerConfig {
     /// Destinations never dialled. Default the link-local ranges
     /// `169.254.0.0/16` and `fe80::/10`.
     pub deny_destinations: Vec<DenyRule>,
-}
-
-/// One entry of `[server] deny_destinations`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DenyRule {
-    /// Addresses in this network.
-    Net(ipnet::IpNet),
-    /// Host names matching this glob.
-    Host(String),
-}
-
-impl DenyRule {
-    /// The default list: the link-local ranges (cloud metadata services).
-    pub fn link_local() -> Vec<DenyRule> {
-        let v4 = ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
-            std::net::Ipv4Addr::new(169, 254, 0, 0),
-            16,
-        ));
-        let v6 = ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
-            std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
-            10,
-        ));
-        vec![DenyRule::Net(v4), DenyRule::Net(v6)]
-    }
 }
 
 impl Default for ServerConfig {

@@ -202,6 +202,30 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(trimmed).map_err(|e| format!("invalid duration `{s}`: {e}"))
 }
 
+/// One entry of `[server] deny_destinations`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DenyRule {
+    /// Addresses in this network.
+    Net(ipnet::IpNet),
+    /// Host names matching this glob.
+    Host(String),
+}
+
+impl DenyRule {
+    /// The default list: the link-local ranges (cloud metadata services).
+    pub fn link_local() -> Vec<DenyRule> {
+        let v4 = ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+            std::net::Ipv4Addr::new(169, 254, 0, 0),
+            16,
+        ));
+        let v6 = ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+            std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+            10,
+        ));
+        vec![DenyRule::Net(v4), DenyRule::Net(v6)]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
