@@ -138,6 +138,29 @@ fn config(pacer_ca: &PacerCa, origin_ca: &TestCa, extra: &str) -> String {
     )
 }
 
+/// pacer's CA, the origin's CA, the origin, and a proxy intercepting
+/// `localhost` with [`config`].
+async fn intercepting() -> (PacerCa, TestCa, SocketAddr, Proxy) {
+    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
+    let origin = tls_origin(&origin_ca).await;
+    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    (pacer_ca, origin_ca, origin, proxy)
+}
+
+/// Writes `bytes` on `stream` and expects them back.
+async fn echoes<S>(stream: &mut S, bytes: &[u8])
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(bytes).await.expect("write");
+    let mut back = vec![0u8; bytes.len()];
+    tokio::time::timeout(WITHIN, stream.read_exact(&mut back))
+        .await
+        .expect("echo")
+        .expect("read");
+    assert_eq!(back, bytes);
+}
+
 fn trusting(root: &Path) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(root).expect("pem") {
@@ -256,9 +279,7 @@ async fn requests_inside_a_tunnel_are_limited_per_path_and_the_tunnel_keeps_serv
 
 #[tokio::test]
 async fn a_socks5_tunnel_is_intercepted_too() {
-    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
-    let origin = tls_origin(&origin_ca).await;
-    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    let (pacer_ca, _origin_ca, origin, proxy) = intercepting().await;
     let (reply, stream) = socks_connect(&proxy, "acct-1", "localhost", origin.port()).await;
     assert_eq!(reply, 0);
     let mut inside = tls(stream.expect("tunnel"), &pacer_ca.cert())
@@ -271,9 +292,7 @@ async fn a_socks5_tunnel_is_intercepted_too() {
 
 #[tokio::test]
 async fn other_hosts_and_non_tls_clients_stay_opaque() {
-    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
-    let origin = tls_origin(&origin_ca).await;
-    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    let (_pacer_ca, origin_ca, origin, proxy) = intercepting().await;
     let outside = http_connect(&proxy, "acct-1", &origin.to_string())
         .await
         .expect("tunnel");
@@ -285,21 +304,13 @@ async fn other_hosts_and_non_tls_clients_stay_opaque() {
     let mut plain = http_connect(&proxy, "acct-1", &format!("localhost:{}", echo.port()))
         .await
         .expect("tunnel");
-    plain.write_all(b"hello, not TLS").await.expect("write");
-    let mut back = [0u8; 14];
-    tokio::time::timeout(WITHIN, plain.read_exact(&mut back))
-        .await
-        .expect("echo")
-        .expect("read");
-    assert_eq!(&back, b"hello, not TLS");
+    echoes(&mut plain, b"hello, not TLS").await;
     proxy.stop().await;
 }
 
 #[tokio::test]
 async fn a_client_that_rejects_the_leaf_is_counted_and_pacer_keeps_serving() {
-    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
-    let origin = tls_origin(&origin_ca).await;
-    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    let (pacer_ca, origin_ca, origin, proxy) = intercepting().await;
     let target = format!("localhost:{}", origin.port());
     let tunnel = http_connect(&proxy, "acct-1", &target)
         .await
@@ -509,9 +520,7 @@ async fn http2_streams_are_requests_each_and_a_paced_one_holds_no_other() {
 
 #[tokio::test]
 async fn a_websocket_upgrade_inside_is_relayed_once_the_origin_switches() {
-    let (pacer_ca, origin_ca) = (PacerCa::new(), TestCa::new());
-    let origin = tls_origin(&origin_ca).await;
-    let proxy = Proxy::start(&config(&pacer_ca, &origin_ca, "")).await;
+    let (pacer_ca, _origin_ca, origin, proxy) = intercepting().await;
     let target = format!("localhost:{}", origin.port());
     let tunnel = http_connect(&proxy, "acct-1", &target)
         .await
@@ -531,16 +540,7 @@ async fn a_websocket_upgrade_inside_is_relayed_once_the_origin_switches() {
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
-    inside
-        .write_all(b"ping over the socket")
-        .await
-        .expect("write");
-    let mut echoed = [0u8; 20];
-    tokio::time::timeout(WITHIN, inside.read_exact(&mut echoed))
-        .await
-        .expect("echo")
-        .expect("read");
-    assert_eq!(&echoed, b"ping over the socket");
+    echoes(&mut inside, b"ping over the socket").await;
     proxy.stop().await;
 }
 
