@@ -59,12 +59,12 @@ impl App {
             pools,
         });
         let store = Store::open(&config.state)?;
-        let changes = store.load_changes()?;
+        let stored = store.load_stored()?;
         let journal = match config.state {
             StateConfig::Memory => None,
             StateConfig::Path(_) => Some(Arc::new(Notify::new())),
         };
-        let snapshot = Snapshot::build(config, &changes, None, journal.clone(), &egress)?;
+        let snapshot = Snapshot::build(config, &stored, None, journal.clone(), &egress)?;
         let metrics = Metrics::new(config.admin.account_metrics);
         let interceptor = if config.mitm.enabled {
             Some(Interceptor::new(&config.mitm).context("cannot start interception")?)

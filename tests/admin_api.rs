@@ -6,11 +6,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::admin::{assert_error, Admin, KEY};
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-const KEY: &str = "test-admin-key";
 
 fn config(state: &str) -> String {
     format!(
@@ -73,48 +72,6 @@ secret = "other-secret"
 plan = "paid"
 "#
     )
-}
-
-struct Admin {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Admin {
-    fn new(proxy: &Proxy) -> Admin {
-        Admin {
-            base: format!("http://{}", proxy.admin),
-            client: reqwest::Client::new(),
-        }
-    }
-
-    /// `PATCH /v2/session/rate-limit` with `body`.
-    async fn choose_policy(&self, body: Value) -> (StatusCode, Value) {
-        self.call(Method::PATCH, "/v2/session/rate-limit", Some(body))
-            .await
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .header("Authorization", format!("Token {KEY}"));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("admin answers");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-}
-
-fn assert_error(answer: &(StatusCode, Value), status: u16, kind: &str) {
-    assert_eq!(answer.0.as_u16(), status, "{}", answer.1);
-    assert_eq!(answer.1["type"], kind, "{}", answer.1);
-    assert_eq!(answer.1["status"], status);
-    assert!(answer.1["instance"]
-        .as_str()
-        .is_some_and(|i| i.starts_with("req_")));
 }
 
 #[tokio::test]

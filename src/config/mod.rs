@@ -40,7 +40,7 @@ pub use glob::{globset_pattern, HostGlobs};
 pub use limit_key::{
     check_action_name, Limit, LimitKey, LimitKeyError, LimitNumber, LimitValue, ALL_ACTION,
 };
-pub use types::{parse_duration, CountryCode, DayReset, DenyRule, Secret};
+pub use types::{account_id_problem, parse_duration, CountryCode, DayReset, DenyRule, Secret};
 pub use upstream_url::{format_authority, parse_host_port, UpstreamScheme, UpstreamUrl};
 
 /// Name of the environment variable holding extra admin API keys.
@@ -299,7 +299,8 @@ pub struct AccountType {
     pub max: Vec<Limit>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Plan {
     #[default]
     Free,

@@ -41,6 +41,27 @@ impl Secret {
     }
 }
 
+/// Why `id` cannot name an account, if it cannot. An id is the user part
+/// of Basic credentials (`id:secret`), an RFC 1929 user name (at most 255
+/// bytes) and one percent-encoded segment of an admin path: non-empty, no
+/// `:`, no control characters.
+pub fn account_id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        Some("account id must not be empty".into())
+    } else if id.len() > 255 {
+        Some(format!("account id is {} bytes; at most 255", id.len()))
+    } else if id.contains(':') {
+        Some(format!("account id `{id}` must not contain `:`"))
+    } else if id.chars().any(char::is_control) {
+        Some(format!(
+            "account id {:?} must not contain control characters",
+            id
+        ))
+    } else {
+        None
+    }
+}
+
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
         self.matches(other.0.as_bytes())

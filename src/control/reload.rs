@@ -37,12 +37,12 @@ pub fn reload(control: &Control) -> Result<Value, Vec<String>> {
     warn_about_restart_only_changes(&control.boot_config, &config);
     let _writing = control.writes.blocking_lock();
     let failed = |e: &dyn std::fmt::Display| vec![e.to_string()];
-    let changes = control.store.load_changes().map_err(|e| failed(&e))?;
+    let stored = control.store.load_stored().map_err(|e| failed(&e))?;
     let engine = &control.engine;
     let previous = engine.snapshot.load_full();
     let snapshot = Snapshot::build(
         &config,
-        &changes,
+        &stored,
         Some(&previous),
         control.journal.clone(),
         &engine.egress,

@@ -1,6 +1,7 @@
 //! The tunnel relay: bidirectional copy between client and destination with
 //! half-close (EOF on one side shuts down writing on the other), byte counts,
-//! and `idle_timeout` when no byte moves either way.
+//! `idle_timeout` when no byte moves either way, and a stop signal from the
+//! caller (the account was deleted) that ends it with the counts so far.
 //!
 //! Each direction holds a 64 KiB buffer only while data is in flight: when
 //! a read finds nothing to read and nothing is left to write, the buffer is
@@ -8,7 +9,7 @@
 //! relay buffers, and bulk transfers move 64 KiB per system call. Buffers
 //! are never zero-filled: reads land in their spare capacity.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,8 @@ pub enum RelayEnd {
     Idle,
     /// A socket error on either side.
     Failed(io::Error),
+    /// The caller's stop signal resolved.
+    Stopped,
 }
 
 /// What a tunnel carried and how it ended.
@@ -44,9 +47,14 @@ pub struct RelayOutcome {
     pub end: RelayEnd,
 }
 
-/// Copies both ways until both sides close, one fails, or nothing moves for
-/// `idle`.
-pub async fn relay<C, D>(client: &mut C, destination: &mut D, idle: Duration) -> RelayOutcome
+/// Copies both ways until both sides close, one fails, nothing moves for
+/// `idle`, or `stop` resolves.
+pub async fn relay<C, D>(
+    client: &mut C,
+    destination: &mut D,
+    idle: Duration,
+    stop: impl Future<Output = ()>,
+) -> RelayOutcome
 where
     C: AsyncRead + AsyncWrite + Unpin,
     D: AsyncRead + AsyncWrite + Unpin,
@@ -72,6 +80,7 @@ where
             Err(err) => RelayEnd::Failed(err),
         },
         () = activity.idle_for(idle) => RelayEnd::Idle,
+        () = stop => RelayEnd::Stopped,
     };
     RelayOutcome {
         up: up.moved,
@@ -184,6 +193,8 @@ impl Activity {
 
 #[cfg(test)]
 mod tests {
+    use std::future::pending;
+
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -192,7 +203,13 @@ mod tests {
         let (mut client, mut client_side) = tokio::io::duplex(64);
         let (mut dest_side, mut destination) = tokio::io::duplex(64);
         let relay = tokio::spawn(async move {
-            relay(&mut client_side, &mut dest_side, Duration::from_secs(60)).await
+            relay(
+                &mut client_side,
+                &mut dest_side,
+                Duration::from_secs(60),
+                pending(),
+            )
+            .await
         });
         client.write_all(b"hello").await.expect("write");
         client.shutdown().await.expect("half-close");
@@ -214,7 +231,13 @@ mod tests {
         let (mut client, mut client_side) = tokio::io::duplex(4096);
         let (mut dest_side, mut destination) = tokio::io::duplex(4096);
         let relay = tokio::spawn(async move {
-            relay(&mut client_side, &mut dest_side, Duration::from_secs(60)).await
+            relay(
+                &mut client_side,
+                &mut dest_side,
+                Duration::from_secs(60),
+                pending(),
+            )
+            .await
         });
         let sent: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
         let to_send = sent.clone();
@@ -258,7 +281,13 @@ mod tests {
         let (_client, mut client_side) = tokio::io::duplex(64);
         let (mut dest_side, _destination) = tokio::io::duplex(64);
         let start = Instant::now();
-        let outcome = relay(&mut client_side, &mut dest_side, Duration::from_secs(90)).await;
+        let outcome = relay(
+            &mut client_side,
+            &mut dest_side,
+            Duration::from_secs(90),
+            pending(),
+        )
+        .await;
         assert!(matches!(outcome.end, RelayEnd::Idle));
         assert_eq!(start.elapsed(), Duration::from_secs(90));
     }

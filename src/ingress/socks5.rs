@@ -214,7 +214,8 @@ async fn rfc1929(
     let credentials = read_credentials(&mut stream)
         .await
         .ok_or_else(Broken::off)?;
-    let account = match authenticate(&mut close.ctx, &credentials) {
+    let engine = close.engine().clone();
+    let account = match authenticate(&engine, &mut close.ctx, &credentials).await {
         Ok(account) => account,
         Err(err) => {
             let _ = stream.write_all(&[RFC1929_VERSION, AUTH_FAILED]).await;

@@ -144,12 +144,13 @@ async fn handle(
             return request::refuse(close, &err);
         }
     }
-    let identified = target_of(&request).and_then(|target| {
-        close.ctx.target = Some(target.clone());
-        Ok((identify(&mut close, client, &request)?, target))
-    });
-    let (account, target) = match identified {
-        Ok(found) => found,
+    let target = match target_of(&request) {
+        Ok(target) => target,
+        Err(err) => return request::refuse(close, &err),
+    };
+    close.ctx.target = Some(target.clone());
+    let account = match identify(engine, &mut close, client, &request).await {
+        Ok(account) => account,
         Err(err) => return request::refuse(close, &err),
     };
     if request.method() == Method::CONNECT && client.inside.is_none() {
@@ -203,7 +204,8 @@ fn target_of(request: &Request<Incoming>) -> Result<Target, ProxyError> {
 }
 
 /// The account of the request: the bound one, or its credentials'.
-fn identify(
+async fn identify(
+    engine: &Engine,
     close: &mut CloseOut,
     client: &HttpClient,
     request: &Request<Incoming>,
@@ -212,7 +214,8 @@ fn identify(
         Some(id) => bound_account(&mut close.ctx, id)?,
         None => {
             let header = request.headers().get(http::header::PROXY_AUTHORIZATION);
-            authenticate(&mut close.ctx, &Credentials::from_basic(header)?)?
+            let credentials = Credentials::from_basic(header)?;
+            authenticate(engine, &mut close.ctx, &credentials).await?
         }
     };
     Ok(account)

@@ -61,7 +61,10 @@ where
         }),
     };
     let cut = async move {
-        watchdog(&activity, timeouts).await;
+        tokio::select! {
+            _ = watchdog(&activity, timeouts) => {}
+            () = account.deleted() => {}
+        }
     };
     let protocol = if accepted.h2 {
         Protocol::Http2

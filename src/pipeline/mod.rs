@@ -33,6 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
 
 use crate::config::ServerConfig;
 use crate::egress::deny::Deny;
@@ -40,11 +41,12 @@ use crate::egress::dial::Dialer;
 use crate::egress::forward::Forwarder;
 use crate::egress::upstream::EgressSettings;
 use crate::intercept::Interceptor;
+use crate::policy::auth::hashed;
 use crate::policy::auth::{AuthError, Credentials};
 use crate::policy::limit::clock::Clock;
 use crate::policy::limit::Limiter;
 use crate::shutdown::Shutdown;
-use crate::state::accounts::Account;
+use crate::state::accounts::{Account, AccountSecret, Identified};
 use crate::state::snapshot::Snapshot;
 use crate::telemetry::context::{ListenerKind, RequestContext};
 use crate::telemetry::metrics::Metrics;
@@ -73,6 +75,9 @@ pub struct Engine {
     pub interceptor: Option<Interceptor>,
     /// Destinations never dialled.
     pub deny: Arc<Deny>,
+    /// Slow secret checks running at once (one per core): a flood of
+    /// wrong secrets queues here instead of filling the blocking pool.
+    pub hashing: Arc<Semaphore>,
 }
 
 impl Engine {
@@ -99,6 +104,9 @@ impl Engine {
             metrics,
             interceptor,
             deny,
+            hashing: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         }
     }
 
@@ -110,14 +118,54 @@ impl Engine {
 }
 
 /// The account `credentials` name in the request's snapshot; the account
-/// is noted in the context either way it is known.
-pub fn authenticate(
+/// is noted in the context once it is known. A hashed secret not verified
+/// before is checked on the blocking pool.
+pub async fn authenticate(
+    engine: &Engine,
     ctx: &mut RequestContext,
     credentials: &Credentials,
 ) -> Result<Arc<Account>, AuthError> {
-    let account = ctx.snapshot.accounts.authenticate(credentials)?;
+    let account = match ctx.snapshot.accounts.identify(credentials) {
+        Identified::Done(found) => found?,
+        Identified::Verify(account) => {
+            let checked = account.clone();
+            let verified = verify_slowly(engine, credentials, move |candidate| {
+                match &checked.secret {
+                    AccountSecret::Hashed(hash) => hash.verify(candidate),
+                    AccountSecret::Clear(secret) => secret.matches(candidate),
+                }
+            });
+            if !verified.await {
+                return Err(AuthError::Invalid);
+            }
+            account
+        }
+        Identified::Decoy => {
+            verify_slowly(engine, credentials, |candidate| {
+                hashed::decoy().verify(candidate)
+            })
+            .await;
+            return Err(AuthError::Invalid);
+        }
+    };
     ctx.account = Some(account.id.clone());
     Ok(account)
+}
+
+/// Runs a slow secret check on the blocking pool, at most one per core at
+/// once; false when it could not run.
+async fn verify_slowly(
+    engine: &Engine,
+    credentials: &Credentials,
+    check: impl FnOnce(&[u8]) -> bool + Send + 'static,
+) -> bool {
+    let Ok(_permit) = engine.hashing.acquire().await else {
+        return false;
+    };
+    let candidate = credentials.secret.clone();
+    tokio::task::spawn_blocking(move || check(&candidate))
+        .await
+        .unwrap_or(false)
 }
 
 /// The account a bound listener serves, in the request's snapshot.

@@ -71,7 +71,7 @@ fn spawn_upgraded(engine: &Engine, mut close: CloseOut, client: OnUpgrade, origi
         };
         let idle = close.engine().settings.idle_timeout;
         let (mut client, mut origin) = (TokioIo::new(client), TokioIo::new(origin));
-        let outcome = relay(&mut client, &mut origin, idle).await;
+        let outcome = relay(&mut client, &mut origin, idle, std::future::pending()).await;
         close.ctx.bytes_up += outcome.up;
         close.ctx.bytes_down += outcome.down;
         drop(close);

@@ -115,7 +115,7 @@ where
                 return;
             };
             match dial(&engine, &mut close, &account, &target).await {
-                Ok(destination) => return copy(close, client, destination).await,
+                Ok(destination) => return copy(close, client, destination, &account).await,
                 Err(err) => {
                     // The client was told the tunnel is open: it is closed.
                     let status = err.wire_code().status.as_u16();
@@ -124,7 +124,7 @@ where
             }
         }
     };
-    copy(close, client, destination).await;
+    copy(close, client, destination, &account).await;
 }
 
 /// Up to [`sniff::NEEDED`] of the client's first bytes, waiting at most
@@ -143,17 +143,25 @@ async fn first_bytes<C: AsyncRead + Unpin>(engine: &Engine, mut client: C) -> (B
     (first.freeze(), client)
 }
 
-async fn copy<C>(mut close: CloseOut, mut client: C, mut destination: EgressStream)
-where
+/// Relays until the tunnel ends, idles out, or its account is deleted.
+async fn copy<C>(
+    mut close: CloseOut,
+    mut client: C,
+    mut destination: EgressStream,
+    account: &Account,
+) where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let idle = close.engine().settings.idle_timeout;
-    let outcome = copy_both_ways(&mut client, &mut destination, idle).await;
+    let outcome = copy_both_ways(&mut client, &mut destination, idle, account.deleted()).await;
     close.ctx.bytes_up = outcome.up;
     close.ctx.bytes_down = outcome.down;
     match &outcome.end {
         RelayEnd::Closed => {}
         RelayEnd::Idle => tracing::debug!(id = %close.ctx.id, "tunnel idle, closed"),
         RelayEnd::Failed(err) => tracing::debug!(id = %close.ctx.id, %err, "tunnel ended by error"),
+        RelayEnd::Stopped => {
+            tracing::info!(id = %close.ctx.id, "tunnel ended: its account was deleted")
+        }
     }
 }

@@ -1,17 +1,26 @@
 //! The accounts as the request path and the admin API see them: identity
-//! (id, secret), limiter state, and settings that the admin API can swap
-//! at runtime (policy, overrides, type, plan, route). A request reads the
-//! settings once, lock-free; a change applies to the account's next
+//! (id, secret), where they were defined (the config file, or the admin
+//! API at runtime), limiter state, and settings that the admin API can
+//! swap at runtime (policy, overrides, type, plan, route). A request reads
+//! the settings once, lock-free; a change applies to the account's next
 //! request and to no other account.
+//!
+//! Looking an account up costs the same with 100,000 accounts as with 10
+//! (a hash map); the ids are also kept sorted, for the paged list.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::changes::AccountChanges;
-use crate::config::{AccountConfig, AccountRoute, Limit, LimitNumber, Plan, Policy, Secret};
+use super::runtime::{AccountProfile, RuntimeAccounts};
+use crate::config::{
+    AccountConfig, AccountRoute, AccountType, Limit, LimitNumber, Plan, Policy, Secret,
+};
+use crate::policy::auth::hashed::SecretHash;
 use crate::policy::auth::{AuthError, Credentials};
 use crate::policy::classify::Classifier;
 use crate::policy::limit::policy::PolicyLimits;
@@ -36,29 +45,97 @@ pub struct AccountSettings {
     pub changes: AccountChanges,
 }
 
+/// Where an account was defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountSource {
+    /// `[[accounts]]` of the config file.
+    Config,
+    /// `PUT /v1/accounts/{id}`.
+    Runtime,
+}
+
+impl AccountSource {
+    /// `config` or `runtime`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountSource::Config => "config",
+            AccountSource::Runtime => "runtime",
+        }
+    }
+}
+
+/// How an account's secret is known.
+#[derive(Debug)]
+pub enum AccountSecret {
+    /// In clear, from the config file (or its environment).
+    Clear(Secret),
+    /// Only as a slow hash (runtime accounts).
+    Hashed(SecretHash),
+}
+
 /// One account.
 #[derive(Debug)]
 pub struct Account {
     /// The account id (the proxy user name).
     pub id: Arc<str>,
-    /// The account as configured (its secret included, masked in Debug).
-    pub config: AccountConfig,
+    /// Where it was defined.
+    pub source: AccountSource,
+    /// Its secret (masked in Debug).
+    pub secret: AccountSecret,
+    /// Type, policy, plan and route before runtime changes.
+    pub profile: AccountProfile,
     /// The settings in force.
     pub settings: ArcSwap<AccountSettings>,
     /// The account's limiter state.
     pub limiter: Arc<AccountLimiter>,
+    /// Cancelled when the account is deleted: its tunnels end.
+    deleted: CancellationToken,
+}
+
+impl Account {
+    /// Resolves once the account is deleted.
+    pub async fn deleted(&self) {
+        self.deleted.cancelled().await;
+    }
+
+    /// Marks the account deleted: whatever waits on [`Account::deleted`]
+    /// ends.
+    pub fn delete(&self) {
+        self.deleted.cancel();
+    }
+
+    fn is_hashed(&self) -> bool {
+        matches!(self.secret, AccountSecret::Hashed(_))
+    }
 }
 
 /// Every account, by id.
 #[derive(Debug)]
 pub struct Accounts {
     by_id: HashMap<Arc<str>, Arc<Account>>,
+    /// Every id, sorted (the list order).
+    ids: Vec<Arc<str>>,
     /// Limiters of accounts a reload removed, kept so that an account
     /// added back the same day finds its usage again.
     retired: HashMap<Arc<str>, Arc<AccountLimiter>>,
     /// Compared against when the id is unknown, so that a wrong id and a
     /// wrong secret take the same time.
     decoy: Secret,
+    /// How many accounts have a hashed secret.
+    hashed: usize,
+}
+
+/// What checking credentials needs next.
+#[derive(Debug)]
+pub enum Identified {
+    /// Decided at once: a clear secret, or a hashed one that verified
+    /// before.
+    Done(Result<Arc<Account>, AuthError>),
+    /// The account's hashed secret must be verified (slow).
+    Verify(Arc<Account>),
+    /// The id is unknown; a decoy hash is verified so that it takes the
+    /// time a wrong secret takes, then the credentials are refused.
+    Decoy,
 }
 
 /// `policy` with `overrides` replacing (or adding to) its limits.
@@ -118,21 +195,100 @@ impl Accounts {
 }
 
 impl Accounts {
-    /// The account that `credentials` name, if its secret matches, in
-    /// constant time whether the id is known or not.
-    pub fn authenticate(&self, credentials: &Credentials) -> Result<Arc<Account>, AuthError> {
+    /// The account that `credentials` name if its secret matches, or
+    /// what must be verified to tell. Clear secrets compare in constant
+    /// time; with hashed secrets about, an unknown id costs a hash too.
+    pub fn identify(&self, credentials: &Credentials) -> Identified {
         let found = std::str::from_utf8(&credentials.id)
             .ok()
             .and_then(|id| self.by_id.get(id));
-        match found {
-            Some(account) if account.config.secret.matches(&credentials.secret) => {
-                Ok(account.clone())
+        let Some(account) = found else {
+            if self.hashed > 0 {
+                return Identified::Decoy;
             }
-            Some(_) => Err(AuthError::Invalid),
-            None => {
-                let _ = self.decoy.matches(&credentials.secret);
-                Err(AuthError::Invalid)
+            let _ = self.decoy.matches(&credentials.secret);
+            return Identified::Done(Err(AuthError::Invalid));
+        };
+        match &account.secret {
+            AccountSecret::Clear(secret) if secret.matches(&credentials.secret) => {
+                Identified::Done(Ok(account.clone()))
             }
+            AccountSecret::Clear(_) => Identified::Done(Err(AuthError::Invalid)),
+            AccountSecret::Hashed(hash) => match hash.check_cached(&credentials.secret) {
+                Some(true) => Identified::Done(Ok(account.clone())),
+                Some(false) | None => Identified::Verify(account.clone()),
+            },
+        }
+    }
+
+    /// Up to `limit` accounts after the id `after`, in id order, and the
+    /// id to continue after when more remain.
+    pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<Arc<Account>>, Option<Arc<str>>) {
+        let start = match after {
+            Some(after) => self.ids.partition_point(|id| &**id <= after),
+            None => 0,
+        };
+        let page: Vec<Arc<Account>> = self.ids[start..]
+            .iter()
+            .take(limit)
+            .filter_map(|id| self.by_id.get(id).cloned())
+            .collect();
+        let more = start + page.len() < self.ids.len();
+        let next = more.then(|| page.last().map(|a| a.id.clone())).flatten();
+        (page, next)
+    }
+
+    /// These accounts with `account` added (or replacing the one of its
+    /// id).
+    pub fn with(&self, account: Arc<Account>) -> Accounts {
+        let mut next = self.copy();
+        next.retired.remove(&account.id);
+        if let Err(at) = next.ids.binary_search(&account.id) {
+            next.ids.insert(at, account.id.clone());
+        }
+        if let Some(old) = next.by_id.insert(account.id.clone(), account.clone()) {
+            next.hashed -= usize::from(old.is_hashed());
+        }
+        next.hashed += usize::from(account.is_hashed());
+        next
+    }
+
+    /// These accounts without `id` (its limiter retired), if it is one.
+    pub fn without(&self, id: &str) -> Option<Accounts> {
+        let mut next = self.copy();
+        let removed = next.by_id.remove(id)?;
+        if let Ok(at) = next.ids.binary_search_by(|probe| (**probe).cmp(id)) {
+            next.ids.remove(at);
+        }
+        next.hashed -= usize::from(removed.is_hashed());
+        next.retired
+            .insert(removed.id.clone(), removed.limiter.clone());
+        Some(next)
+    }
+
+    fn copy(&self) -> Accounts {
+        Accounts {
+            by_id: self.by_id.clone(),
+            ids: self.ids.clone(),
+            retired: self.retired.clone(),
+            decoy: self.decoy.clone(),
+            hashed: self.hashed,
+        }
+    }
+
+    fn assemble(
+        by_id: HashMap<Arc<str>, Arc<Account>>,
+        retired: HashMap<Arc<str>, Arc<AccountLimiter>>,
+    ) -> Accounts {
+        let mut ids: Vec<Arc<str>> = by_id.keys().cloned().collect();
+        ids.sort_unstable();
+        let hashed = by_id.values().filter(|a| a.is_hashed()).count();
+        Accounts {
+            by_id,
+            ids,
+            retired,
+            decoy: Secret::new("pacer-decoy-secret-for-unknown-ids"),
+            hashed,
         }
     }
 }
@@ -141,8 +297,12 @@ impl Accounts {
 pub struct AccountSources<'a> {
     /// The policies an account's settings are made from.
     pub policies: PolicySet<'a>,
+    /// The account types, by name.
+    pub types: &'a BTreeMap<String, AccountType>,
     /// Runtime changes from the store.
     pub changes: &'a HashMap<String, AccountChanges>,
+    /// Accounts created at runtime, from the store.
+    pub runtime: &'a RuntimeAccounts,
     /// The accounts of the previous snapshot, whose limiters carry over.
     pub previous: Option<&'a Accounts>,
     /// With `Some`, usage is persisted and the flusher woken through it.
@@ -150,41 +310,46 @@ pub struct AccountSources<'a> {
 }
 
 impl Accounts {
-    /// Builds every configured account, applying its runtime changes. A
-    /// limiter carries over from the previous accounts, or from their
-    /// retired ones; the previous accounts are never changed.
+    /// Builds every configured account and every runtime one, applying
+    /// their runtime changes (a runtime account whose id the config now
+    /// has is left out: the config's wins). A limiter carries over from
+    /// the previous accounts, or from their retired ones; the previous
+    /// accounts are never changed.
     pub fn build(configs: &[AccountConfig], sources: &AccountSources<'_>) -> Result<Self, String> {
-        let mut by_id = HashMap::with_capacity(configs.len());
+        let mut by_id = HashMap::with_capacity(configs.len() + sources.runtime.len());
         for config in configs {
-            let changes = sources.changes.get(&config.id).cloned().unwrap_or_default();
-            let settings = settings(config, changes, &sources.policies)?;
-            let id: Arc<str> = Arc::from(config.id.as_str());
-            let limiter = sources
-                .previous
-                .and_then(|p| p.limiter_of(&id))
-                .unwrap_or_else(|| {
-                    Arc::new(match &sources.journal {
-                        Some(flush) => AccountLimiter::journaled(flush.clone()),
-                        None => AccountLimiter::default(),
-                    })
-                });
-            let account = Account {
-                id: id.clone(),
-                config: config.clone(),
-                settings: ArcSwap::from_pointee(settings),
-                limiter,
+            let secret = AccountSecret::Clear(config.secret.clone());
+            let profile = AccountProfile {
+                account_type: config.account_type.clone(),
+                policy: config.policy.clone(),
+                plan: config.plan,
+                route: config.route.clone(),
             };
-            by_id.insert(id, Arc::new(account));
+            let made = NewAccount {
+                id: &config.id,
+                source: AccountSource::Config,
+                secret,
+                profile,
+            };
+            let account = made.build(sources)?;
+            by_id.insert(account.id.clone(), Arc::new(account));
+        }
+        for (id, record) in sources.runtime {
+            if by_id.contains_key(id.as_str()) {
+                tracing::warn!(account = %id, "the config file defines this runtime account's id; the config's account is served");
+                continue;
+            }
+            let Some(made) = NewAccount::runtime(id, record, sources) else {
+                continue;
+            };
+            let account = made.build(sources)?;
+            by_id.insert(account.id.clone(), Arc::new(account));
         }
         let retired = match sources.previous {
             Some(previous) => previous.retire_missing(&by_id),
             None => HashMap::new(),
         };
-        Ok(Accounts {
-            by_id,
-            retired,
-            decoy: Secret::new("pacer-decoy-secret-for-unknown-ids"),
-        })
+        Ok(Accounts::assemble(by_id, retired))
     }
 
     /// The limiter of `id`, live or retired.
@@ -216,6 +381,68 @@ impl Accounts {
     }
 }
 
+/// An account about to be built: who it is, before its settings.
+pub struct NewAccount<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// Where it is defined.
+    pub source: AccountSource,
+    /// Its secret.
+    pub secret: AccountSecret,
+    /// Its profile.
+    pub profile: AccountProfile,
+}
+
+impl<'a> NewAccount<'a> {
+    /// A stored runtime account; `None` (logged) when its hash is
+    /// unreadable or its profile does not resolve in this config.
+    pub fn runtime(
+        id: &'a str,
+        record: &super::runtime::RuntimeAccount,
+        sources: &AccountSources<'_>,
+    ) -> Option<Self> {
+        let hash = match SecretHash::from_phc(&record.secret_hash) {
+            Ok(hash) => hash,
+            Err(err) => {
+                tracing::error!(account = %id, %err, "runtime account's stored secret unreadable; not served");
+                return None;
+            }
+        };
+        let profile = record.profile(id, sources.policies.policies, sources.types)?;
+        Some(NewAccount {
+            id,
+            source: AccountSource::Runtime,
+            secret: AccountSecret::Hashed(hash),
+            profile,
+        })
+    }
+
+    /// The account with its stored changes applied and its limiter
+    /// carried over (from the previous accounts, live or retired).
+    pub fn build(self, sources: &AccountSources<'_>) -> Result<Account, String> {
+        let changes = sources.changes.get(self.id).cloned().unwrap_or_default();
+        let settings = settings(self.id, &self.profile, changes, &sources.policies)?;
+        let limiter = sources
+            .previous
+            .and_then(|p| p.limiter_of(self.id))
+            .unwrap_or_else(|| {
+                Arc::new(match &sources.journal {
+                    Some(flush) => AccountLimiter::journaled(flush.clone()),
+                    None => AccountLimiter::default(),
+                })
+            });
+        Ok(Account {
+            id: Arc::from(self.id),
+            source: self.source,
+            secret: self.secret,
+            profile: self.profile,
+            settings: ArcSwap::from_pointee(settings),
+            limiter,
+            deleted: CancellationToken::new(),
+        })
+    }
+}
+
 /// The policies an account's settings are made from.
 #[derive(Clone, Copy)]
 pub struct PolicySet<'a> {
@@ -227,25 +454,26 @@ pub struct PolicySet<'a> {
     pub classifier: &'a Classifier,
 }
 
-/// An account's settings: the config, then its runtime changes on top.
+/// An account's settings: its profile, then its runtime changes on top.
 /// A stored change this config no longer supports (a removed policy or
 /// action) is left out with a warning; what remains is kept as the
 /// account's changes, so its next stored change drops the stale part.
-/// Fails only when the config itself names an unknown policy.
+/// Fails only when the profile itself names an unknown policy.
 pub fn settings(
-    config: &AccountConfig,
+    id: &str,
+    profile: &AccountProfile,
     changes: AccountChanges,
     set: &PolicySet<'_>,
 ) -> Result<AccountSettings, String> {
-    let changes = without_stale(&config.id, changes, set);
+    let changes = without_stale(id, changes, set);
     let slug = changes
         .policy
         .clone()
-        .unwrap_or_else(|| config.policy.clone());
+        .unwrap_or_else(|| profile.policy.clone());
     let policy = set
         .policies
         .get(&slug)
-        .ok_or_else(|| format!("account {} names unknown policy {slug}", config.id))?;
+        .ok_or_else(|| format!("account {id} names unknown policy {slug}"))?;
     let overrides = parse_params(&changes.params, set.classifier).unwrap_or_default();
     let merged = with_overrides(policy, &overrides);
     let compiled = match (overrides.is_empty(), set.compiled.get(&slug)) {
@@ -256,7 +484,7 @@ pub fn settings(
         .route
         .as_ref()
         .and_then(|change| change.to_route().ok())
-        .unwrap_or_else(|| config.route.clone());
+        .unwrap_or_else(|| profile.route.clone());
     Ok(AccountSettings {
         policy_slug: slug,
         limits: merged.limits,
@@ -264,8 +492,8 @@ pub fn settings(
         account_type: changes
             .account_type
             .clone()
-            .or_else(|| config.account_type.clone()),
-        plan: config.plan,
+            .or_else(|| profile.account_type.clone()),
+        plan: profile.plan,
         route,
         changes,
     })

@@ -1,19 +1,26 @@
-//! Everything compiled from the config file that a reload replaces as one
-//! immutable [`Snapshot`]: actions, policies, account types, accounts and
-//! routes. A request loads the snapshot once and keeps it to the end; a
-//! reload builds a new one beside it, changing nothing of the old one, and
-//! swaps it in whole, carrying each account's limiter (windows of unchanged
-//! limits, usage, batch) over. Upstream cooldowns and sticky choices start
-//! afresh (the sticky first choice is a stable hash, so accounts keep
-//! their upstream).
+//! Everything compiled from the config file (and the accounts created at
+//! runtime) that a reload replaces as one immutable [`Snapshot`]: actions,
+//! policies, account types, accounts and routes. A request loads the
+//! snapshot once and keeps it to the end; a reload builds a new one beside
+//! it, changing nothing of the old one, and swaps it in whole, carrying
+//! each account's limiter (windows of unchanged limits, usage, batch)
+//! over. Upstream cooldowns and sticky choices start afresh (the sticky
+//! first choice is a stable hash, so accounts keep their upstream).
+//!
+//! Creating or deleting a runtime account makes a new snapshot that
+//! shares everything but the accounts with the old one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use super::accounts::{self, Account, AccountSettings, AccountSources, Accounts, PolicySet};
+use super::accounts::{
+    self, Account, AccountSettings, AccountSources, Accounts, NewAccount, PolicySet,
+};
 use super::changes::AccountChanges;
+use super::runtime::{RuntimeAccount, RuntimeAccounts};
+use super::store::Stored;
 use crate::config::{AccountType, Config, HostGlobs, Policy};
 use crate::egress::route::Router;
 use crate::egress::upstream::EgressSettings;
@@ -23,20 +30,20 @@ use crate::policy::limit::policy::PolicyLimits;
 /// The reloadable part of the running proxy.
 pub struct Snapshot {
     /// The compiled `[[actions]]`.
-    pub classifier: Classifier,
+    pub classifier: Arc<Classifier>,
     /// The policies as configured, by slug.
-    pub policies: BTreeMap<String, Policy>,
+    pub policies: Arc<BTreeMap<String, Policy>>,
     /// The policies compiled, by slug.
-    pub compiled: HashMap<String, Arc<PolicyLimits>>,
+    pub compiled: Arc<HashMap<String, Arc<PolicyLimits>>>,
     /// The account types, by name.
-    pub account_types: BTreeMap<String, AccountType>,
+    pub account_types: Arc<BTreeMap<String, AccountType>>,
     /// The accounts.
     pub accounts: Accounts,
     /// Each account's route and the upstream pools.
-    pub router: Router,
+    pub router: Arc<Router>,
     /// `[mitm] hosts`: tunnels to these are intercepted (when interception
     /// is on).
-    pub intercepted_hosts: HostGlobs,
+    pub intercepted_hosts: Arc<HostGlobs>,
 }
 
 impl Snapshot {
@@ -46,7 +53,53 @@ impl Snapshot {
         account: &Account,
         changes: AccountChanges,
     ) -> Result<AccountSettings, String> {
-        accounts::settings(&account.config, changes, &self.policy_set())
+        accounts::settings(&account.id, &account.profile, changes, &self.policy_set())
+    }
+
+    /// This snapshot with the runtime account `id` created (or replaced,
+    /// its limiter kept); `Err` when its profile does not resolve.
+    pub fn with_runtime_account(
+        &self,
+        id: &str,
+        record: &RuntimeAccount,
+        journal: Option<Arc<Notify>>,
+    ) -> Result<Snapshot, String> {
+        let no_changes = HashMap::new();
+        let no_runtime = RuntimeAccounts::new();
+        let sources = AccountSources {
+            policies: self.policy_set(),
+            types: &self.account_types,
+            changes: &no_changes,
+            runtime: &no_runtime,
+            previous: Some(&self.accounts),
+            journal,
+        };
+        let made = NewAccount::runtime(id, record, &sources)
+            .ok_or_else(|| format!("account `{id}` does not resolve to a policy and route"))?;
+        let account = Arc::new(made.build(&sources)?);
+        self.router
+            .set_route(&account.id, &account.settings.load().route);
+        Ok(self.with_accounts(self.accounts.with(account)))
+    }
+
+    /// This snapshot without the account `id` (its sticky choice
+    /// forgotten), if it has it.
+    pub fn without_account(&self, id: &str) -> Option<Snapshot> {
+        let accounts = self.accounts.without(id)?;
+        self.router.forget(id);
+        Some(self.with_accounts(accounts))
+    }
+
+    fn with_accounts(&self, accounts: Accounts) -> Snapshot {
+        Snapshot {
+            classifier: self.classifier.clone(),
+            policies: self.policies.clone(),
+            compiled: self.compiled.clone(),
+            account_types: self.account_types.clone(),
+            accounts,
+            router: self.router.clone(),
+            intercepted_hosts: self.intercepted_hosts.clone(),
+        }
     }
 
     fn policy_set(&self) -> PolicySet<'_> {
@@ -57,12 +110,13 @@ impl Snapshot {
         }
     }
 
-    /// Compiles `config` with the stored runtime `changes`; with `previous`,
-    /// its accounts' limiters carry over (`previous` itself is not
-    /// changed, so a build that is not swapped in leaves no trace).
+    /// Compiles `config` with the `stored` runtime changes and accounts;
+    /// with `previous`, its accounts' limiters carry over (`previous`
+    /// itself is not changed, so a build that is not swapped in leaves no
+    /// trace).
     pub fn build(
         config: &Config,
-        changes: &HashMap<String, AccountChanges>,
+        stored: &Stored,
         previous: Option<&Snapshot>,
         journal: Option<Arc<Notify>>,
         egress: &Arc<EgressSettings>,
@@ -84,22 +138,26 @@ impl Snapshot {
                 compiled: &compiled,
                 classifier: &classifier,
             },
-            changes,
+            types: &config.account_types,
+            changes: &stored.changes,
+            runtime: &stored.accounts,
             previous: previous.map(|p| &p.accounts),
             journal,
         };
         let accounts = Accounts::build(&config.accounts, &sources).map_err(anyhow::Error::msg)?;
-        let router = Router::new(config, egress.clone());
+        let router = Router::new(config, egress.clone(), previous.map(|p| &*p.router));
         for account in accounts.iter() {
             router.set_route(&account.id, &account.settings.load().route);
         }
         Ok(Snapshot {
-            intercepted_hosts: HostGlobs::new(&config.mitm.hosts).map_err(anyhow::Error::msg)?,
-            router,
-            classifier,
-            policies: config.policies.clone(),
-            compiled,
-            account_types: config.account_types.clone(),
+            intercepted_hosts: Arc::new(
+                HostGlobs::new(&config.mitm.hosts).map_err(anyhow::Error::msg)?,
+            ),
+            router: Arc::new(router),
+            classifier: Arc::new(classifier),
+            policies: Arc::new(config.policies.clone()),
+            compiled: Arc::new(compiled),
+            account_types: Arc::new(config.account_types.clone()),
             accounts,
         })
     }

@@ -1,5 +1,6 @@
-//! The embedded store: usage counters and the admin API's runtime changes,
-//! which survive a restart, in one redb file (`[state] path`).
+//! The embedded store: usage counters, the admin API's runtime changes
+//! and the accounts it created, which survive a restart, in one redb file
+//! (`[state] path`).
 //!
 //! redb is pure Rust, ACID (a copy-on-write B-tree whose commits are
 //! atomic and fsynced), recovers by itself after a crash, and needs no C
@@ -19,9 +20,11 @@ use serde::Serialize;
 use crate::config::StateConfig;
 use crate::policy::limit::record::UsageRecord;
 use crate::state::changes::AccountChanges;
+use crate::state::runtime::{RuntimeAccount, RuntimeAccounts};
 
 const USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("usage");
 const CHANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("account_changes");
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("runtime_accounts");
 
 /// A store failure: the file could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,15 @@ pub struct StoreError(String);
 
 fn failed(err: impl std::fmt::Display) -> StoreError {
     StoreError(err.to_string())
+}
+
+/// What the admin API stored: runtime changes and runtime accounts.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// Runtime changes, by account id.
+    pub changes: HashMap<String, AccountChanges>,
+    /// Accounts created at runtime.
+    pub accounts: RuntimeAccounts,
 }
 
 /// The open store.
@@ -61,12 +73,45 @@ impl Store {
         let write = self.db.begin_write().map_err(failed)?;
         write.open_table(USAGE).map_err(failed)?;
         write.open_table(CHANGES).map_err(failed)?;
+        write.open_table(ACCOUNTS).map_err(failed)?;
         write.commit().map_err(failed)
     }
 
-    /// Every account's runtime changes.
-    pub fn load_changes(&self) -> Result<HashMap<String, AccountChanges>, StoreError> {
-        self.load(CHANGES)
+    /// Creates or replaces a runtime account, durably; a replaced
+    /// account's runtime changes go with it (the new record says what it
+    /// is).
+    pub fn put_account(&self, id: &str, account: &RuntimeAccount) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(account).map_err(failed)?;
+        let write = self.db.begin_write().map_err(failed)?;
+        {
+            let mut accounts = write.open_table(ACCOUNTS).map_err(failed)?;
+            accounts.insert(id, bytes.as_slice()).map_err(failed)?;
+            let mut changes = write.open_table(CHANGES).map_err(failed)?;
+            changes.remove(id).map_err(failed)?;
+        }
+        write.commit().map_err(failed)
+    }
+
+    /// Deletes a runtime account and its runtime changes, durably. Its
+    /// usage stays, so an account created again the same day cannot
+    /// exceed its caps.
+    pub fn delete_account(&self, id: &str) -> Result<(), StoreError> {
+        let write = self.db.begin_write().map_err(failed)?;
+        {
+            let mut accounts = write.open_table(ACCOUNTS).map_err(failed)?;
+            accounts.remove(id).map_err(failed)?;
+            let mut changes = write.open_table(CHANGES).map_err(failed)?;
+            changes.remove(id).map_err(failed)?;
+        }
+        write.commit().map_err(failed)
+    }
+
+    /// Every runtime change and runtime account.
+    pub fn load_stored(&self) -> Result<Stored, StoreError> {
+        Ok(Stored {
+            changes: self.load(CHANGES)?,
+            accounts: self.load::<RuntimeAccount>(ACCOUNTS)?.into_iter().collect(),
+        })
     }
 
     /// Replaces one account's runtime changes, durably.

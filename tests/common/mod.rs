@@ -3,6 +3,7 @@
 //! fake upstream proxies in [`upstream`], per-account clients in [`clients`].
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod clients;
 pub mod routes;
 pub mod test_ca;

@@ -16,8 +16,8 @@ use super::rules::policy_ref;
 use super::Ctx;
 use crate::config::file::{AccountFile, Text, UpstreamFile};
 use crate::config::{
-    AccountConfig, AccountRoute, AccountType, CountryCode, Plan, Policy, Secret, UpstreamConfig,
-    UpstreamUrl, STANDARD_POLICY,
+    account_id_problem, AccountConfig, AccountRoute, AccountType, CountryCode, Plan, Policy,
+    Secret, UpstreamConfig, UpstreamUrl, STANDARD_POLICY,
 };
 
 /// What accounts may refer to.
@@ -121,16 +121,11 @@ fn account(cx: &mut Ctx, entry: &Spanned<AccountFile>, id: &Text, known: &Known)
     }
 }
 
-/// Ids are sent as the user part of Basic credentials (`id:secret`) and
-/// SOCKS5 user names, so they are non-empty and have no `:`.
+/// Ids are sent as credentials and in admin paths
+/// ([`account_id_problem`]).
 fn check_id(cx: &mut Ctx, id: &Text) {
-    if id.get_ref().is_empty() {
-        cx.at(id, "account id must not be empty");
-    } else if id.get_ref().contains(':') {
-        cx.at(
-            id,
-            format!("account id `{}` must not contain `:`", id.get_ref()),
-        );
+    if let Some(problem) = account_id_problem(id.get_ref()) {
+        cx.at(id, problem);
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::AdminError;
 use super::rate_limit::{find, flat, number};
-use super::{json, string_field};
+use super::{json, rfc3339, string_field};
 use std::net::IpAddr;
 
 use crate::config::{AccountRoute, CountryCode};
@@ -204,8 +204,8 @@ pub async fn post(
     })))
 }
 
-/// `GET /v1/accounts/{id}`: policy, plan, route (password masked), limits
-/// in force with usage.
+/// `GET /v1/accounts/{id}`: the account as listed, with today's usage
+/// per action.
 pub fn get(app: &Control, id: &str) -> Result<Response<ProxyBody>, AdminError> {
     let runtime = app.engine.snapshot.load();
     let account = find(&runtime, id)?;
@@ -217,8 +217,22 @@ pub fn get(app: &Control, id: &str) -> Result<Response<ProxyBody>, AdminError> {
         .iter()
         .map(|name| (name.clone(), json!(usage.count(Some(name)))))
         .collect();
-    Ok(json(&json!({
-        "account_id": id,
+    let mut view = account_view(app, &account);
+    view.insert(
+        "usage".into(),
+        json!({"day_start": usage.day_start(), "all": usage.count(None), "actions": actions}),
+    );
+    Ok(json(&Value::Object(view)))
+}
+
+/// An account as the API shows it: id, source, policy, plan, type, route
+/// (password masked), the limits in force with usage, the platform's
+/// pauses.
+pub fn account_view(app: &Control, account: &Account) -> Map<String, Value> {
+    let settings = account.settings.load();
+    let view = json!({
+        "account_id": &*account.id,
+        "source": account.source.as_str(),
         "policy": settings.policy_slug,
         "plan": if settings.plan == Plan::Paid { "paid" } else { "free" },
         "type": settings.account_type,
@@ -231,10 +245,13 @@ pub fn get(app: &Control, id: &str) -> Result<Response<ProxyBody>, AdminError> {
             AccountRoute::Country(code) => Some(code.to_string()),
             AccountRoute::Direct | AccountRoute::Custom(_) => None,
         },
-        "limits": limits_in_force(app, &account),
-        "usage": {"day_start": usage.day_start(), "all": usage.count(None), "actions": actions},
+        "limits": limits_in_force(app, account),
         "backoff": pauses_view(&account.limiter.pauses(&app.engine.clock)),
-    })))
+    });
+    match view {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
 }
 
 /// The posted `params` object: limit key to number.
@@ -287,11 +304,22 @@ fn check_ceilings(
 }
 
 /// Every limit in force: `{"limit": N}`, with today's `value` and the next
-/// reset `timestamp` for a daily cap, and `current` / `last_batch_at` for
-/// `batch`.
+/// reset `timestamp` for a daily cap, `current` / `last_batch_at` for
+/// `batch`, and `current` (admissions in the window now; null for a
+/// window of over 1,024, kept as a token bucket) for a rolling window.
 fn limits_in_force(app: &Control, account: &Account) -> Map<String, Value> {
     let settings = account.settings.load();
     let (usage, batch) = account.limiter.usage(&settings.policy, &app.engine.clock);
+    let fill = account
+        .limiter
+        .window_fill(&settings.policy, &app.engine.clock);
+    let windows: Vec<(&str, Option<u64>)> = settings
+        .policy
+        .rolling
+        .iter()
+        .map(|rule| &*rule.key)
+        .zip(fill)
+        .collect();
     let now_secs = app.engine.clock.unix_ms().div_euclid(1000);
     let next_reset = settings.policy.day_reset.next_reset_after(now_secs);
     settings
@@ -312,10 +340,14 @@ fn limits_in_force(app: &Control, account: &Account) -> Map<String, Value> {
                     let last = batch.last_batch_at_ms.map(rfc3339);
                     entry.insert("last_batch_at".into(), json!(last));
                 }
-                LimitKey::Rolling { .. }
-                | LimitKey::ProtectionGap
-                | LimitKey::ConcurrentLimit
-                | LimitKey::BatchHours => {}
+                LimitKey::Rolling { .. } => {
+                    let held = windows
+                        .iter()
+                        .find(|(key, _)| *key == limit.raw_key)
+                        .and_then(|(_, held)| *held);
+                    entry.insert("current".into(), json!(held));
+                }
+                LimitKey::ProtectionGap | LimitKey::ConcurrentLimit | LimitKey::BatchHours => {}
             }
             (limit.raw_key.clone(), Value::Object(entry))
         })
@@ -335,11 +367,4 @@ fn pauses_view(pauses: &[Pause]) -> Value {
         })
         .collect();
     Value::Array(list)
-}
-
-/// Unix milliseconds as `2026-11-22T21:47:09Z`.
-fn rfc3339(unix_ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH
-        + std::time::Duration::from_millis(u64::try_from(unix_ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
 }

@@ -32,6 +32,13 @@ pub enum AdminError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A page of more than the API lists at once.
+    #[error("limit {0} is above the maximum {1}")]
+    LimitTooHigh(usize, usize),
+    /// The request cannot be done on this resource (a config account
+    /// changed as a runtime one).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// No such account (or path).
     #[error("{0}")]
     NotFound(String),
@@ -99,6 +106,16 @@ impl AdminError {
             AdminError::InvalidParameter { .. } => code(
                 StatusCode::BAD_REQUEST,
                 "errors/invalid_parameters",
+                "Bad Request",
+            ),
+            AdminError::LimitTooHigh(..) => code(
+                StatusCode::BAD_REQUEST,
+                "errors/limit_too_high",
+                "Bad Request",
+            ),
+            AdminError::InvalidRequest(_) => code(
+                StatusCode::BAD_REQUEST,
+                "errors/invalid_request",
                 "Bad Request",
             ),
             AdminError::NotFound(_) => code(

@@ -1,20 +1,28 @@
 //! The admin API (SPEC section 8) on `admin.addr`: API keys checked in
 //! constant time, JSON bodies of at most 64 KiB, every error as the
-//! envelope. Handlers live by resource: [`rate_limit`], [`accounts`],
-//! [`ops`] (health, metrics, reload).
+//! envelope. Path segments are percent-decoded once (RFC 3986), so any
+//! account id can be named. Handlers live by resource: [`rate_limit`],
+//! [`accounts`] (overrides, routes, one account), [`runtime`] (accounts
+//! created at runtime, the list), [`upstreams`], [`ops`] (health,
+//! metrics, reload); [`routes`] is the table of them all, which
+//! [`openapi`]'s document describes.
 
 pub mod accounts;
 pub mod error;
+pub mod openapi;
 pub mod ops;
 pub mod probe;
 pub mod rate_limit;
+pub mod routes;
+pub mod runtime;
+pub mod upstreams;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -23,6 +31,7 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
 use self::error::AdminError;
+use self::routes::Endpoint;
 use super::Control;
 use crate::ingress::accept;
 use crate::wire::body::ProxyBody;
@@ -83,28 +92,44 @@ async fn route(
 ) -> Result<Response<ProxyBody>, AdminError> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (&method, segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => return Ok(ops::healthz()),
-        (&Method::GET, ["metrics"]) if app.admin.public_metrics => return Ok(ops::metrics(app)),
-        _ => {}
+    let not_found = || AdminError::NotFound(format!("no {method} {path}"));
+    let decoded = segments(&path).ok_or_else(not_found)?;
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let (route, id) = routes::resolve(&method, &segments).ok_or_else(not_found)?;
+    let public = route.open || (route.endpoint == Endpoint::Metrics && app.admin.public_metrics);
+    if !public {
+        authorize(app, &request)?;
     }
-    authorize(app, &request)?;
-    match (&method, segments.as_slice()) {
-        (&Method::GET, ["metrics"]) => Ok(ops::metrics(app)),
-        (&Method::POST, ["v1", "reload"]) => ops::reload(app).await,
-        (&Method::GET, ["v2", "session", "rate-limit"]) => rate_limit::get(app, &request),
-        (&Method::PATCH, ["v2", "session", "rate-limit"]) => {
-            rate_limit::patch(app, read_json(request).await?).await
-        }
-        (&Method::POST, ["v1", "accounts"]) => accounts::post(app, read_json(request).await?).await,
-        (&Method::GET, ["v1", "accounts", id]) => accounts::get(app, id),
-        (&Method::PATCH, ["v1", "accounts", id]) => {
-            let id = (*id).to_owned();
-            accounts::patch(app, &id, read_json(request).await?).await
-        }
-        _ => Err(AdminError::NotFound(format!("no {method} {path}"))),
+    let id = id.unwrap_or_default().to_owned();
+    match route.endpoint {
+        Endpoint::Healthz => Ok(ops::healthz()),
+        Endpoint::OpenApi => Ok(openapi::document()),
+        Endpoint::Metrics => Ok(ops::metrics(app)),
+        Endpoint::Reload => ops::reload(app).await,
+        Endpoint::RateLimitGet => rate_limit::get(app, &request),
+        Endpoint::RateLimitPatch => rate_limit::patch(app, read_json(request).await?).await,
+        Endpoint::AccountOverrides => accounts::post(app, read_json(request).await?).await,
+        Endpoint::AccountList => runtime::list(app, &request),
+        Endpoint::AccountGet => accounts::get(app, &id),
+        Endpoint::AccountPatch => accounts::patch(app, &id, read_json(request).await?).await,
+        Endpoint::AccountPut => runtime::put(app, &id, read_json(request).await?).await,
+        Endpoint::AccountDelete => runtime::delete(app, &id).await,
+        Endpoint::Upstreams => Ok(upstreams::list(app)),
     }
+}
+
+/// The path's segments, each percent-decoded once; `None` when one does
+/// not decode to UTF-8.
+fn segments(path: &str) -> Option<Vec<String>> {
+    path.trim_matches('/')
+        .split('/')
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8()
+                .ok()
+                .map(|s| s.into_owned())
+        })
+        .collect()
 }
 
 /// Checks `Authorization: Token|Bearer KEY` or `X-API-KEY: KEY`.
@@ -165,6 +190,26 @@ fn string_field<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(_) => Err(AdminError::invalid(field, "expected a non-empty string")),
     }
+}
+
+/// A query parameter, percent-decoded.
+fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
+    request.uri().query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| {
+            let value = value.replace('+', " ");
+            percent_encoding::percent_decode_str(&value)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// Unix milliseconds as `2026-11-22T21:47:09Z`.
+fn rfc3339(unix_ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(unix_ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// A `200` JSON response.

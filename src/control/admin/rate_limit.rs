@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
 use super::error::AdminError;
-use super::{json, string_field};
+use super::{json, query_param, string_field};
 use crate::config::{Limit, LimitValue, Plan, Policy};
 use crate::control::Control;
 use crate::state::accounts::Account;
@@ -128,17 +128,4 @@ pub fn find(runtime: &Snapshot, id: &str) -> Result<Arc<Account>, AdminError> {
         .accounts
         .get(id)
         .ok_or_else(|| AdminError::NotFound(format!("no account `{id}`")))
-}
-
-/// A query parameter, percent-decoded.
-fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
-    request.uri().query()?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then(|| {
-            let value = value.replace('+', " ");
-            percent_encoding::percent_decode_str(&value)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
 }

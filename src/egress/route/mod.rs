@@ -20,7 +20,7 @@ mod plan;
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -66,17 +66,70 @@ struct Pool {
 /// One upstream of a pool, with its cooldown.
 pub struct Member {
     upstream: Arc<Upstream>,
+    country: CountryCode,
     identity: u64,
     cooling_until: Mutex<Option<Instant>>,
+    /// Since pacer started (carried over by reloads).
+    stats: Arc<MemberStats>,
+}
+
+/// Attempts through a pool member and how many failed.
+#[derive(Default)]
+struct MemberStats {
+    attempts: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// A pool member as `GET /v1/upstreams` shows it.
+pub struct MemberView {
+    /// The upstream's URL (its password masked when formatted).
+    pub url: UpstreamUrl,
+    /// The pool it serves.
+    pub country: CountryCode,
+    /// Until when it sits out, if it does.
+    pub cooling_until: Option<Instant>,
+    /// Attempts through it since start.
+    pub attempts: u64,
+    /// Attempts that failed.
+    pub failures: u64,
+    /// Accounts whose sticky choice it is.
+    pub accounts: usize,
 }
 
 impl Member {
-    fn new(url: &UpstreamUrl, settings: &Arc<EgressSettings>) -> Self {
+    fn new(
+        url: &UpstreamUrl,
+        country: CountryCode,
+        settings: &Arc<EgressSettings>,
+        previous: Option<&Router>,
+    ) -> Self {
+        let identity = identity(url);
+        let stats = previous
+            .and_then(|router| router.member_stats(identity))
+            .unwrap_or_default();
         Member {
             upstream: Arc::new(Upstream::new(url.clone(), settings)),
-            identity: identity(url),
+            country,
+            identity,
             cooling_until: Mutex::new(None),
+            stats,
         }
+    }
+
+    fn attempted(&self) {
+        self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failed(&self) {
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn cooling_until(&self, now: Instant) -> Option<Instant> {
+        let until = *self
+            .cooling_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        until.filter(|until| *until > now)
     }
 
     /// The upstream.
@@ -85,11 +138,7 @@ impl Member {
     }
 
     fn available(&self, now: Instant) -> bool {
-        let until = *self
-            .cooling_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        until.is_none_or(|until| now >= until)
+        self.cooling_until(now).is_none()
     }
 
     fn cool_down(&self, until: Instant) {
@@ -111,11 +160,13 @@ fn identity(url: &UpstreamUrl) -> u64 {
 
 impl Router {
     /// The routes of every configured account, and the pools of
-    /// `[[upstreams]]`.
-    pub fn new(config: &Config, settings: Arc<EgressSettings>) -> Self {
+    /// `[[upstreams]]`; each member's attempt counts carry over from the
+    /// `previous` router.
+    pub fn new(config: &Config, settings: Arc<EgressSettings>, previous: Option<&Router>) -> Self {
         let mut by_country: HashMap<CountryCode, Vec<Arc<Member>>> = HashMap::new();
         for upstream in &config.upstreams {
-            let member = Arc::new(Member::new(&upstream.url, &settings));
+            let member = Member::new(&upstream.url, upstream.country, &settings, previous);
+            let member = Arc::new(member);
             by_country.entry(upstream.country).or_default().push(member);
         }
         let pools = by_country
@@ -149,6 +200,50 @@ impl Router {
         };
         let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
         routes.insert(Arc::from(account), route);
+    }
+
+    /// Forgets an account's sticky choice (it was deleted). Its route
+    /// stays until the next reload rebuilds the routes: a request of it
+    /// still in flight must never fall back to direct.
+    pub fn forget(&self, account: &str) {
+        let mut sticky = self.sticky.lock().unwrap_or_else(PoisonError::into_inner);
+        sticky.remove(account);
+    }
+
+    /// Every pool member, by country then in config order.
+    pub fn members(&self) -> Vec<MemberView> {
+        let now = Instant::now();
+        let mut stuck: HashMap<u64, usize> = HashMap::new();
+        for identity in self
+            .sticky
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            *stuck.entry(*identity).or_default() += 1;
+        }
+        let mut pools: Vec<_> = self.pools.iter().collect();
+        pools.sort_by_key(|(country, _)| country.as_str());
+        pools
+            .into_iter()
+            .flat_map(|(_, pool)| &pool.members)
+            .map(|member| MemberView {
+                url: member.upstream.endpoint().url().clone(),
+                country: member.country,
+                cooling_until: member.cooling_until(now),
+                attempts: member.stats.attempts.load(Ordering::Relaxed),
+                failures: member.stats.failures.load(Ordering::Relaxed),
+                accounts: stuck.get(&member.identity).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    fn member_stats(&self, identity: u64) -> Option<Arc<MemberStats>> {
+        self.pools
+            .values()
+            .flat_map(|pool| &pool.members)
+            .find(|member| member.identity == identity)
+            .map(|member| member.stats.clone())
     }
 
     /// Whether the pool has at least one upstream for `country`.

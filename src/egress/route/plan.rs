@@ -92,6 +92,7 @@ impl<'r> Plan<'r> {
             Route::Custom(upstream) => Hop::Custom(upstream.clone()),
             Route::Country(country) => match self.pick(*country) {
                 Some(member) => {
+                    member.attempted();
                     self.tried.push(member.identity);
                     Hop::Pooled(member)
                 }
@@ -129,6 +130,7 @@ impl<'r> Plan<'r> {
             });
         }
         if let Hop::Pooled(member) = hop {
+            member.failed();
             member.cool_down(Instant::now() + self.router.cooldown);
         }
         self.last = Some(err);

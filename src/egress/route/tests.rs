@@ -14,6 +14,11 @@ use crate::egress::upstream::{
 };
 
 fn router(routing: &str) -> Router {
+    build(routing, None)
+}
+
+/// The test pool with `[routing]` settings, counts carried from `previous`.
+fn build(routing: &str, previous: Option<&Router>) -> Router {
     let toml = format!(
         r#"
 [routing]
@@ -45,7 +50,7 @@ country = "US"
         tls: TlsClient::new(&TlsConfig::default()).expect("tls"),
         pools: 1,
     });
-    Router::new(&config, settings)
+    Router::new(&config, settings, previous)
 }
 
 fn label(hop: &Hop) -> String {
@@ -103,6 +108,44 @@ async fn failover_cooldown_and_sticky_memory() {
         router.plan(&other).next_hop().is_ok(),
         "back after the cooldown"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn members_show_cooldowns_counts_and_stuck_accounts() {
+    let router = router("failure_cooldown = \"30s\"");
+    let account: Arc<str> = Arc::from("a");
+    let mut plan = router.plan(&account);
+    let first = plan.next_hop().expect("first");
+    plan.failed(&first, refused(&first)).expect("may move on");
+    let second = plan.next_hop().expect("second");
+    plan.succeeded(&second);
+    let members = router.members();
+    let view = |hop: &Hop| {
+        members
+            .iter()
+            .find(|m| label(hop).ends_with(&m.url.authority()))
+            .expect("a member")
+    };
+    let (failed, live) = (view(&first), view(&second));
+    assert!(failed.cooling_until.is_some());
+    assert_eq!(
+        (failed.attempts, failed.failures, failed.accounts),
+        (1, 1, 0)
+    );
+    assert!(live.cooling_until.is_none());
+    assert_eq!((live.attempts, live.failures, live.accounts), (1, 0, 1));
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert!(router.members().iter().all(|m| m.cooling_until.is_none()));
+    let rebuilt = build("failure_cooldown = \"30s\"", Some(&router));
+    let counts: Vec<(u64, u64)> = rebuilt
+        .members()
+        .iter()
+        .map(|m| (m.attempts, m.failures))
+        .collect();
+    let before: Vec<(u64, u64)> = members.iter().map(|m| (m.attempts, m.failures)).collect();
+    assert_eq!(counts, before, "a reload keeps the counts since start");
+    router.forget("a");
+    assert!(router.members().iter().all(|m| m.accounts == 0));
 }
 
 #[tokio::test(start_paused = true)]

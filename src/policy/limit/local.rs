@@ -147,6 +147,14 @@ impl AccountLimiter {
         state.usage()
     }
 
+    /// How many admissions each of `policy`'s rolling windows holds now,
+    /// in its order (`None`: a token bucket keeps no count).
+    pub fn window_fill(&self, policy: &Arc<PolicyLimits>, clock: &Clock) -> Vec<Option<u64>> {
+        let mut state = self.lock();
+        state.sync(policy, clock, clock.unix_ms());
+        state.window_fill(clock.now())
+    }
+
     /// Restores usage from the store at start-up.
     pub fn restore(&self, record: &UsageRecord, policy: &PolicyLimits, clock: &Clock) {
         self.lock().restore(record, policy, clock.unix_ms());

@@ -74,6 +74,18 @@ impl Window {
         }
     }
 
+    /// How many admissions the window holds now; `None` for a token
+    /// bucket, which keeps no count.
+    pub fn held(&mut self, now: u64) -> Option<u64> {
+        match self {
+            Window::Log(log) => {
+                log.expire(now);
+                Some(log.times.len() as u64)
+            }
+            Window::Gcra(_) => None,
+        }
+    }
+
     /// Whether the window holds nothing that could still refuse (it can be
     /// dropped and rebuilt fresh).
     pub fn is_idle(&mut self, now: u64) -> bool {

@@ -283,6 +283,12 @@ impl LimiterState {
         (consumed, flush)
     }
 
+    /// How many admissions each rolling window holds, in the policy's
+    /// order (`None`: a token bucket keeps no count).
+    pub fn window_fill(&mut self, now: u64) -> Vec<Option<u64>> {
+        self.windows.iter_mut().map(|w| w.held(now)).collect()
+    }
+
     /// Today's usage and the running batch.
     pub fn usage(&self) -> (DailyUsage, BatchProgress) {
         (self.usage.clone(), self.batch)

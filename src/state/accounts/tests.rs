@@ -9,9 +9,12 @@ use base64::Engine as _;
 use http::HeaderValue;
 
 use super::*;
+use crate::config::Plan;
 use crate::egress::tls::TlsClient;
 use crate::egress::upstream::EgressSettings;
+use crate::state::runtime::{RuntimeAccount, RuntimeAccounts};
 use crate::state::snapshot::Snapshot;
+use crate::state::store::Stored;
 
 const BASE: &str =
     "[[listeners]]\nprotocol = \"http\"\naddr = \"127.0.0.1:0\"\n[policies.standard_policy]\n";
@@ -28,7 +31,18 @@ fn snapshot(
         tls: TlsClient::new(&config.tls).expect("tls"),
         pools: 1,
     });
-    Snapshot::build(&config, changes, previous, None, &egress).expect("snapshot")
+    let stored = Stored {
+        changes: changes.clone(),
+        accounts: RuntimeAccounts::new(),
+    };
+    Snapshot::build(&config, &stored, previous, None, &egress).expect("snapshot")
+}
+
+fn found(identified: Identified) -> Result<Arc<str>, String> {
+    match identified {
+        Identified::Done(Ok(account)) => Ok(account.id.clone()),
+        other => Err(format!("{other:?}")),
+    }
 }
 
 const ACCT: &str = "[[accounts]]\nid = \"acct-1\"\nsecret = \"s3cret\"\n";
@@ -42,13 +56,73 @@ fn basic(user_pass: &str) -> Credentials {
 #[test]
 fn credentials_name_an_account_or_are_refused() {
     let accounts = snapshot(ACCT, &HashMap::new(), None).accounts;
-    let ok = accounts.authenticate(&basic("acct-1:s3cret"));
-    assert_eq!(&*ok.expect("account").id, "acct-1");
+    let ok = found(accounts.identify(&basic("acct-1:s3cret")));
+    assert_eq!(ok.as_deref(), Ok("acct-1"));
     for bad in ["acct-1:wrong", "nobody:s3cret", "acct-1:"] {
-        let refused = accounts.authenticate(&basic(bad)).map(|a| a.id.clone());
-        assert_eq!(refused, Err(AuthError::Invalid), "{bad}");
+        let refused = accounts.identify(&basic(bad));
+        assert!(
+            matches!(refused, Identified::Done(Err(AuthError::Invalid))),
+            "{bad}: {refused:?}"
+        );
     }
     assert!(!format!("{accounts:?}").contains("s3cret"));
+}
+
+#[test]
+fn a_hashed_secret_is_verified_once_then_known() {
+    let runtime = snapshot(ACCT, &HashMap::new(), None);
+    let record = RuntimeAccount {
+        secret_hash: SecretHash::hash(b"rt-secret")
+            .expect("hash")
+            .phc()
+            .to_owned(),
+        account_type: None,
+        policy: None,
+        plan: Plan::Paid,
+        route: None,
+    };
+    let with = runtime
+        .with_runtime_account("rt", &record, None)
+        .expect("created");
+    let Identified::Verify(account) = with.accounts.identify(&basic("rt:rt-secret")) else {
+        panic!("an unverified hash needs the slow check");
+    };
+    assert_eq!(account.source, AccountSource::Runtime);
+    assert_eq!(account.settings.load().plan, Plan::Paid);
+    let AccountSecret::Hashed(hash) = &account.secret else {
+        panic!("kept as a hash");
+    };
+    assert!(!hash.verify(b"wrong"));
+    assert!(matches!(
+        with.accounts.identify(&basic("rt:wrong")),
+        Identified::Verify(_)
+    ));
+    assert!(hash.verify(b"rt-secret"));
+    assert_eq!(
+        found(with.accounts.identify(&basic("rt:rt-secret"))).as_deref(),
+        Ok("rt")
+    );
+    assert!(
+        matches!(
+            with.accounts.identify(&basic("nobody:x")),
+            Identified::Decoy
+        ),
+        "an unknown id costs a hash while hashed secrets exist"
+    );
+    assert!(matches!(
+        runtime.accounts.identify(&basic("nobody:x")),
+        Identified::Done(Err(AuthError::Invalid))
+    ));
+    let without = with.without_account("rt").expect("deleted");
+    assert!(without.accounts.get("rt").is_none());
+    assert!(matches!(
+        without.accounts.identify(&basic("nobody:x")),
+        Identified::Done(_)
+    ));
+    assert!(
+        without.accounts.knew("rt"),
+        "its limiter is retired, so usage survives a re-creation"
+    );
 }
 
 #[test]

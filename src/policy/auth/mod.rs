@@ -2,7 +2,10 @@
 //! offers, from a `Proxy-Authorization: Basic` header or an RFC 1929
 //! sub-negotiation, and why they were not accepted. The secret itself is
 //! compared in constant time by [`crate::config::Secret::matches`]; which
-//! account the id names is the state layer's lookup.
+//! account the id names is the state layer's lookup. Secrets of accounts
+//! created at runtime are kept only as a hash ([`hashed`]).
+
+pub mod hashed;
 
 use base64::Engine as _;
 use http::HeaderValue;
