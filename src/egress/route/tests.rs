@@ -70,16 +70,22 @@ fn unreachable_destination(hop: &Hop) -> EgressError {
     EgressError::Upstream(UpstreamError::new(hop.label().expect("upstream"), kind))
 }
 
+/// One plan of `account`: its first hop fails, its second succeeds.
+fn fail_over(router: &Router, account: &Arc<str>) -> (Hop, Hop) {
+    let mut plan = router.plan(account);
+    let first = plan.next_hop().expect("first");
+    plan.failed(&first, refused(&first)).expect("may move on");
+    let second = plan.next_hop().expect("second");
+    plan.succeeded(&second);
+    (first, second)
+}
+
 #[tokio::test(start_paused = true)]
 async fn failover_cooldown_and_sticky_memory() {
     let router = router("failure_cooldown = \"30s\"");
     let account: Arc<str> = Arc::from("a");
-    let mut plan = router.plan(&account);
-    let first = plan.next_hop().expect("first");
-    plan.failed(&first, refused(&first)).expect("may move on");
-    let second = plan.next_hop().expect("second");
+    let (first, second) = fail_over(&router, &account);
     assert_ne!(label(&first), label(&second));
-    plan.succeeded(&second);
     tokio::time::advance(Duration::from_secs(31)).await;
     let mut again = router.plan(&account);
     let hop = again.next_hop().expect("hop");
@@ -113,12 +119,7 @@ async fn failover_cooldown_and_sticky_memory() {
 #[tokio::test(start_paused = true)]
 async fn members_show_cooldowns_counts_and_stuck_accounts() {
     let router = router("failure_cooldown = \"30s\"");
-    let account: Arc<str> = Arc::from("a");
-    let mut plan = router.plan(&account);
-    let first = plan.next_hop().expect("first");
-    plan.failed(&first, refused(&first)).expect("may move on");
-    let second = plan.next_hop().expect("second");
-    plan.succeeded(&second);
+    let (first, second) = fail_over(&router, &Arc::from("a"));
     let members = router.members();
     let view = |hop: &Hop| {
         members
