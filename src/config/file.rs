@@ -100,6 +100,7 @@ pub struct PolicyFile {
     pub mode: Option<Text>,
     pub max_wait: Option<Spanned<DurationText>>,
     pub jitter: Option<Spanned<DurationText>>,
+    pub guard: Option<Spanned<DurationText>>,
     pub day_resets_at: Option<Text>,
     pub limits: LimitTable,
     pub backoff: Option<Spanned<BackoffFile>>,

@@ -79,6 +79,8 @@ pub enum LimitKeyError {
     UnknownSuffix { suffix: String, key: String },
     #[error("zero-length window `{suffix}` in `{key}`")]
     ZeroWindow { suffix: String, key: String },
+    #[error("window `{suffix}` in `{key}` is longer than pacer can count (at most {}h)", MAX_WINDOW.as_secs() / 3600)]
+    WindowTooLong { suffix: String, key: String },
     #[error(
         "unknown limit key `{key}`: no action `{key}` is defined and it is not a built-in key"
     )]
@@ -120,6 +122,10 @@ impl LimitKey {
                 window,
             }),
             Err(WindowError::Zero) => Err(LimitKeyError::ZeroWindow {
+                suffix: suffix.into(),
+                key: key.into(),
+            }),
+            Err(WindowError::TooLong) => Err(LimitKeyError::WindowTooLong {
                 suffix: suffix.into(),
                 key: key.into(),
             }),
@@ -293,7 +299,13 @@ fn unknown_action(action: &str, key: &str) -> LimitKeyError {
 enum WindowError {
     Unknown,
     Zero,
+    TooLong,
 }
+
+/// The longest rolling window (and `guard`): 2^62 ns, about 146 years, so
+/// that a window plus its guard, added to a time on the Unix base, is
+/// always counted in nanoseconds without overflow.
+pub const MAX_WINDOW: Duration = Duration::from_nanos(1 << 62);
 
 /// `second|minute|hour|<n><s|m|h>` (the part after `per_`).
 fn window_of(word: &str) -> Result<Duration, WindowError> {
@@ -313,11 +325,11 @@ fn window_of(word: &str) -> Result<Duration, WindowError> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(WindowError::Unknown);
     }
-    let n: u64 = digits.parse().map_err(|_| WindowError::Unknown)?;
+    let n: u64 = digits.parse().map_err(|_| WindowError::TooLong)?;
     match n.checked_mul(unit_secs) {
         Some(0) => Err(WindowError::Zero),
-        Some(secs) => Ok(Duration::from_secs(secs)),
-        None => Err(WindowError::Unknown),
+        Some(secs) if Duration::from_secs(secs) <= MAX_WINDOW => Ok(Duration::from_secs(secs)),
+        Some(_) | None => Err(WindowError::TooLong),
     }
 }
 

@@ -39,6 +39,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use glob::{globset_pattern, HostGlobs};
 pub use limit_key::{
     check_action_name, Limit, LimitKey, LimitKeyError, LimitNumber, LimitValue, ALL_ACTION,
+    MAX_WINDOW,
 };
 pub use types::{account_id_problem, parse_duration, CountryCode, DayReset, DenyRule, Secret};
 pub use upstream_url::{format_authority, parse_host_port, UpstreamScheme, UpstreamUrl};
@@ -241,6 +242,8 @@ pub struct Policy {
     pub max_wait: Duration,
     /// Default 0 s.
     pub jitter: Duration,
+    /// Margin added to every rolling window and to the gap. Default 0 ms.
+    pub guard: Duration,
     /// Default 00:00+00:00.
     pub day_resets_at: DayReset,
     /// In file order.
@@ -282,6 +285,7 @@ impl Policy {
             mode: PolicyMode::Pace,
             max_wait: Duration::from_secs(30),
             jitter: Duration::ZERO,
+            guard: Duration::ZERO,
             day_resets_at: DayReset::default(),
             limits: Vec::new(),
             backoff: None,

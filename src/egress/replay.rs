@@ -1,54 +1,108 @@
 //! A plain HTTP request kept so that it can be sent again through the next
-//! upstream, for as long as nothing of its body has been sent.
+//! upstream, for as long as nothing of its body has been sent; and the
+//! moments it departs.
 //!
 //! "Nothing of the request reached the origin" is read as: hyper has not
 //! polled a single frame of the body. The head may have been written to a
 //! proxy that then failed; a request without a body (GET) can therefore
 //! always move to the next upstream, a request with one only until hyper
 //! starts sending it.
+//!
+//! "The request departed" is read as: hyper asked its body whether it is
+//! empty, or how long it is. Both HTTP/1 and HTTP/2 ask exactly when they
+//! encode the request's head onto a connection that is ready for it (the
+//! length decides the framing), on the connection's own task, so the
+//! moment is taken there and handed to the request's path through
+//! [`Departures`].
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
 use http::Request;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
-/// The request body handed to one attempt.
-pub enum AttemptBody {
-    /// The only attempt: the body itself.
-    Owned(Incoming),
-    /// One of several possible attempts: the body stays in the shared slot
-    /// until hyper polls it first.
-    Shared {
-        slot: Arc<Mutex<Option<Incoming>>>,
-        taken: Option<Incoming>,
-    },
+/// What every attempt of one request shares: the body until an attempt
+/// takes it, and the request's departures.
+struct Exchange {
+    body: Mutex<Option<Incoming>>,
+    departures: Marks,
 }
 
-impl AttemptBody {
-    fn shared_body(&mut self) -> Option<&mut Incoming> {
-        match self {
-            AttemptBody::Owned(body) => Some(body),
-            AttemptBody::Shared { slot, taken } => {
-                if taken.is_none() {
-                    *taken = lock(slot).take();
-                }
-                taken.as_mut()
-            }
+/// When a request's head was last written towards its origin or upstream.
+struct Marks {
+    epoch: Instant,
+    /// Nanoseconds since `epoch`, plus one, of the last departure not yet
+    /// taken; 0 when none.
+    last: AtomicU64,
+    signal: Notify,
+}
+
+impl Marks {
+    fn new() -> Self {
+        Marks {
+            epoch: Instant::now(),
+            last: AtomicU64::new(0),
+            signal: Notify::new(),
         }
     }
 
-    /// Reads the body's metadata without taking it out of the slot.
+    fn mark(&self) {
+        let since = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.last.store(since + 1, Ordering::Release);
+        self.signal.notify_one();
+    }
+
+    fn take(&self) -> Option<Instant> {
+        match self.last.swap(0, Ordering::AcqRel) {
+            0 => None,
+            since => Some(self.epoch + Duration::from_nanos(since - 1)),
+        }
+    }
+
+    async fn next(&self) -> Instant {
+        loop {
+            let signalled = self.signal.notified();
+            if let Some(at) = self.take() {
+                return at;
+            }
+            signalled.await;
+        }
+    }
+}
+
+/// The request body handed to one attempt.
+pub struct AttemptBody {
+    exchange: Arc<Exchange>,
+    /// The body, once this attempt took it from the shared slot.
+    taken: Option<Incoming>,
+    /// Whether this attempt's head was written.
+    departed: AtomicBool,
+}
+
+impl AttemptBody {
+    fn body(&mut self) -> Option<&mut Incoming> {
+        if self.taken.is_none() {
+            self.taken = lock(&self.exchange.body).take();
+        }
+        self.taken.as_mut()
+    }
+
+    /// Reads the body's metadata without taking it out of the slot; hyper
+    /// asks as it writes the head: the attempt departs.
     fn peek<T>(&self, f: impl FnOnce(&Incoming) -> T, absent: T) -> T {
-        match self {
-            AttemptBody::Owned(body) => f(body),
-            AttemptBody::Shared {
-                taken: Some(body), ..
-            } => f(body),
-            AttemptBody::Shared { slot, taken: None } => lock(slot).as_ref().map_or(absent, f),
+        if !self.departed.swap(true, Ordering::Relaxed) {
+            self.exchange.departures.mark();
+        }
+        match &self.taken {
+            Some(body) => f(body),
+            None => lock(&self.exchange.body).as_ref().map_or(absent, f),
         }
     }
 }
@@ -65,7 +119,7 @@ impl Body for AttemptBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut().shared_body() {
+        match self.get_mut().body() {
             Some(body) => Pin::new(body).poll_frame(cx),
             None => Poll::Ready(None),
         }
@@ -83,7 +137,7 @@ impl Body for AttemptBody {
 /// A request that may be sent more than once.
 pub struct ReplayableRequest {
     parts: Option<Parts>,
-    slot: Arc<Mutex<Option<Incoming>>>,
+    exchange: Arc<Exchange>,
 }
 
 impl ReplayableRequest {
@@ -92,33 +146,54 @@ impl ReplayableRequest {
         let (parts, body) = request.into_parts();
         ReplayableRequest {
             parts: Some(parts),
-            slot: Arc::new(Mutex::new(Some(body))),
+            exchange: Arc::new(Exchange {
+                body: Mutex::new(Some(body)),
+                departures: Marks::new(),
+            }),
         }
     }
 
     /// Whether another attempt can still send the whole request.
     pub fn can_replay(&self) -> bool {
-        self.parts.is_some() && lock(&self.slot).is_some()
+        self.parts.is_some() && lock(&self.exchange.body).is_some()
+    }
+
+    /// The request's departures, one per attempt whose head was written.
+    pub fn departures(&self) -> Departures {
+        Departures(self.exchange.clone())
     }
 
     /// The request for the next attempt, or `None` once part of the body
     /// has been sent (or a last attempt took it). With `last`, the request
     /// is handed over without a copy and no later attempt is possible.
     pub fn attempt(&mut self, last: bool) -> Option<Request<AttemptBody>> {
-        if last {
-            let parts = self.parts.take()?;
-            let body = lock(&self.slot).take()?;
-            return Some(Request::from_parts(parts, AttemptBody::Owned(body)));
-        }
-        let parts = self.parts.as_ref()?;
-        if lock(&self.slot).is_none() {
+        if lock(&self.exchange.body).is_none() {
             return None;
         }
-        let body = AttemptBody::Shared {
-            slot: self.slot.clone(),
+        let body = AttemptBody {
+            exchange: self.exchange.clone(),
             taken: None,
+            departed: AtomicBool::new(false),
         };
-        Some(copy_head(parts, body))
+        if last {
+            return Some(Request::from_parts(self.parts.take()?, body));
+        }
+        Some(copy_head(self.parts.as_ref()?, body))
+    }
+}
+
+/// A request's departures, watched by its path while attempts send it.
+pub struct Departures(Arc<Exchange>);
+
+impl Departures {
+    /// The last departure not yet taken, if any.
+    pub fn take(&self) -> Option<Instant> {
+        self.0.departures.take()
+    }
+
+    /// Waits for the next departure not yet taken.
+    pub async fn next(&self) -> Instant {
+        self.0.departures.next().await
     }
 }
 
@@ -131,4 +206,21 @@ fn copy_head(parts: &Parts, body: AttemptBody) -> Request<AttemptBody> {
     // Extensions carry hyper's record of the client's header case.
     *request.extensions_mut() = parts.extensions.clone();
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_departure_is_taken_once_at_the_moment_it_was_marked() {
+        let departures = Marks::new();
+        assert!(departures.take().is_none());
+        tokio::time::advance(Duration::from_millis(7)).await;
+        departures.mark();
+        let marked = Instant::now();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        assert_eq!(departures.next().await, marked);
+        assert!(departures.take().is_none(), "taken once");
+    }
 }

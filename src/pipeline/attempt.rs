@@ -4,20 +4,26 @@
 //! one works or the plan gives up with the request's error. A plain HTTP
 //! request moves to the next hop only while none of its body has been
 //! sent (see [`crate::egress::replay`]).
+//!
+//! Departures are told to the request's grant as they happen (rolling
+//! windows and the gap count them, SPEC section 4): a tunnel departs when
+//! it is open to its destination, a plain request each time its head is
+//! written towards the origin or upstream.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use http::Response;
 use hyper::body::Incoming;
 
+use super::close::CloseOut;
 use super::Engine;
 use crate::egress::error::EgressError;
 use crate::egress::forward::ForwardError;
-use crate::egress::replay::ReplayableRequest;
+use crate::egress::replay::{Departures, ReplayableRequest};
 use crate::egress::route::{Hop, Router};
 use crate::egress::stream::EgressStream;
 use crate::egress::target::Target;
-use crate::telemetry::context::RequestContext;
 use crate::wire::error::ProxyError;
 
 /// What is being sent.
@@ -37,20 +43,35 @@ pub enum Reached {
 }
 
 /// Sends `attempt` to `target` over the hops of `account`'s plan (in the
-/// request's snapshot), noting the last hop and the attempts in `ctx`.
+/// request's snapshot), noting the last hop and the attempts in the
+/// request's context and its departures on its grant.
 pub async fn reach(
     engine: &Engine,
-    ctx: &mut RequestContext,
+    close: &mut CloseOut,
     account: &Arc<str>,
     target: &Target,
     attempt: Attempt<'_>,
 ) -> Result<Reached, ProxyError> {
     let mut tried = Tried::default();
-    let router = &ctx.snapshot.router;
-    let reached = over_hops(engine, router, account, target, attempt, &mut tried).await;
-    ctx.upstream = tried.upstream;
-    ctx.attempts = tried.attempts;
+    let snapshot = close.ctx.snapshot.clone();
+    let hops = Hops {
+        engine,
+        router: &snapshot.router,
+        account,
+        target,
+    };
+    let reached = hops.over(close, attempt, &mut tried).await;
+    close.ctx.upstream = tried.upstream;
+    close.ctx.attempts = tried.attempts;
     reached
+}
+
+/// Where an attempt loop goes.
+struct Hops<'a> {
+    engine: &'a Engine,
+    router: &'a Router,
+    account: &'a Arc<str>,
+    target: &'a Target,
 }
 
 /// The last hop tried and how many attempts were made.
@@ -60,45 +81,77 @@ struct Tried {
     attempts: u32,
 }
 
-async fn over_hops(
-    engine: &Engine,
-    router: &Router,
-    account: &Arc<str>,
-    target: &Target,
-    mut attempt: Attempt<'_>,
-    tried: &mut Tried,
-) -> Result<Reached, ProxyError> {
-    let mut plan = router.plan(account);
-    loop {
-        let hop = plan.next_hop()?;
-        engine.metrics.upstream_attempt(hop.metric_label());
-        tried.upstream = hop.label().cloned();
-        tried.attempts = plan.attempts();
-        let tried = match &mut attempt {
-            Attempt::Tunnel => tunnel_via(engine, &hop, target).await,
-            Attempt::Request(request) => {
-                let Some(sent) = request.attempt(plan.is_last()) else {
+impl Hops<'_> {
+    async fn over(
+        &self,
+        close: &mut CloseOut,
+        mut attempt: Attempt<'_>,
+        tried: &mut Tried,
+    ) -> Result<Reached, ProxyError> {
+        let engine = self.engine;
+        let mut plan = self.router.plan(self.account);
+        loop {
+            let hop = plan.next_hop()?;
+            engine.metrics.upstream_attempt(hop.metric_label());
+            tried.upstream = hop.label().cloned();
+            tried.attempts = plan.attempts();
+            let tried = match &mut attempt {
+                Attempt::Tunnel => {
+                    let opened = tunnel_via(engine, &hop, self.target).await;
+                    if opened.is_ok() {
+                        close.departed(tokio::time::Instant::now());
+                    }
+                    opened
+                }
+                Attempt::Request(request) => {
+                    let Some(sent) = request.attempt(plan.is_last()) else {
+                        return Err(plan.give_up().into());
+                    };
+                    let departures = request.departures();
+                    let forwarded = forward_via(engine, &hop, sent, self.target);
+                    noting_departures(close, &departures, forwarded).await
+                }
+            };
+            match tried {
+                Ok(reached) => {
+                    plan.succeeded(&hop);
+                    return Ok(reached);
+                }
+                Err(ForwardError::Egress(err)) => {
+                    engine
+                        .metrics
+                        .upstream_failure(hop.metric_label(), err.reason());
+                    plan.failed(&hop, err)?;
+                }
+                Err(ForwardError::Origin(err)) => return Err(err.into()),
+            }
+            if let Attempt::Request(request) = &attempt {
+                if !request.can_replay() {
                     return Err(plan.give_up().into());
-                };
-                forward_via(engine, &hop, sent, target).await
+                }
             }
-        };
-        match tried {
-            Ok(reached) => {
-                plan.succeeded(&hop);
-                return Ok(reached);
-            }
-            Err(ForwardError::Egress(err)) => {
-                engine
-                    .metrics
-                    .upstream_failure(hop.metric_label(), err.reason());
-                plan.failed(&hop, err)?;
-            }
-            Err(ForwardError::Origin(err)) => return Err(err.into()),
         }
-        if let Attempt::Request(request) = &attempt {
-            if !request.can_replay() {
-                return Err(plan.give_up().into());
+    }
+}
+
+/// Runs `sending` to its end, telling the request's grant of each
+/// departure as it happens (not only once the answer is in: a waiting
+/// request may be held by this one's departure).
+async fn noting_departures<T>(
+    close: &mut CloseOut,
+    departures: &Departures,
+    sending: impl Future<Output = T>,
+) -> T {
+    let mut sending = std::pin::pin!(sending);
+    loop {
+        tokio::select! {
+            biased;
+            at = departures.next() => close.departed(at),
+            done = &mut sending => {
+                if let Some(at) = departures.take() {
+                    close.departed(at);
+                }
+                return done;
             }
         }
     }

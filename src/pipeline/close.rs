@@ -66,6 +66,20 @@ impl CloseOut {
         self.grant = Some(grant);
     }
 
+    /// The request left pacer at `at` (its head written, its tunnel open):
+    /// its grant counts it from then, and a paced request's lateness is
+    /// noted.
+    pub fn departed(&mut self, at: tokio::time::Instant) {
+        let Some(grant) = &mut self.grant else {
+            return;
+        };
+        let departed = grant.depart(self.engine.clock.at(at));
+        departed.release.detach();
+        if let Some(lateness) = departed.lateness {
+            self.ctx.lateness = Some(lateness);
+        }
+    }
+
     /// The request failed with `err` before it was answered otherwise; a
     /// request that never reached the origin gives its consumption back.
     pub fn failed(&mut self, err: &ProxyError, status: u16) {

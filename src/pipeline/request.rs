@@ -119,7 +119,7 @@ async fn forward(
     let mut request = ReplayableRequest::new(request);
     match reach(
         engine,
-        &mut close.ctx,
+        close,
         &account.id,
         &target,
         Attempt::Request(&mut request),

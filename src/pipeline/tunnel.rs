@@ -90,7 +90,7 @@ async fn dial(
         path: None,
     };
     admit(engine, close, account, shape).await?;
-    match reach(engine, &mut close.ctx, &account.id, target, Attempt::Tunnel).await? {
+    match reach(engine, close, &account.id, target, Attempt::Tunnel).await? {
         Reached::Tunnel(stream) => Ok(stream),
         Reached::Response(_) => Err(ProxyError::MalformedRequest("a tunnel got an HTTP answer")),
     }

@@ -73,6 +73,9 @@ pub struct RequestContext {
     pub bytes_down: u64,
     /// Time spent waiting for admission.
     pub waited: Duration,
+    /// For a paced request: how long after its limits allowed it the
+    /// request left pacer.
+    pub lateness: Option<Duration>,
     /// The upstream of the last attempt (`host:port`, never credentials);
     /// `None` when the request went direct or was never dialed.
     pub upstream: Option<Arc<str>>,
@@ -118,6 +121,7 @@ impl RequestContext {
             bytes_up: 0,
             bytes_down: 0,
             waited: Duration::ZERO,
+            lateness: None,
             upstream: None,
             attempts: 0,
             started: Instant::now(),

@@ -72,6 +72,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     refusals: Family<LimitLabels, Counter>,
     pace_waits: WaitHistogram,
+    pace_lateness: Histogram,
     connections: Family<ListenerLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     bytes: Family<BytesLabels, Counter<u64, AtomicU64>>,
     upstream_attempts: Family<UpstreamLabels, Counter>,
@@ -112,6 +113,13 @@ impl Metrics {
             "pace_wait_seconds",
             "Time paced requests waited for admission, by the limit that held them",
             pace_waits.clone(),
+        );
+        // 0.1 ms to about 3 s.
+        let pace_lateness = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "pace_lateness_seconds",
+            "How long after its limits allowed it a paced request left pacer (head written or tunnel open)",
+            pace_lateness.clone(),
         );
         let connections = Family::default();
         registry.register(
@@ -157,6 +165,7 @@ impl Metrics {
             requests,
             refusals,
             pace_waits,
+            pace_lateness,
             connections,
             bytes,
             upstream_attempts,
@@ -223,6 +232,9 @@ impl Metrics {
                 .get_or_create(&labels)
                 .observe(ctx.waited.as_secs_f64());
         }
+        if let Some(lateness) = ctx.lateness {
+            self.pace_lateness.observe(lateness.as_secs_f64());
+        }
         for (direction, count) in [("up", ctx.bytes_up), ("down", ctx.bytes_down)] {
             if count > 0 {
                 let labels = BytesLabels {
@@ -277,7 +289,7 @@ fn kind_label(kind: HitKind) -> &'static str {
     match kind {
         HitKind::Rolling { .. } => "rolling",
         HitKind::Daily => "daily_cap",
-        HitKind::Gap => "protection_gap",
+        HitKind::Gap { .. } => "protection_gap",
         HitKind::Concurrency => "concurrency",
         HitKind::Batch { .. } => "batch",
         HitKind::Persisting => "persisting",

@@ -113,7 +113,12 @@ fn grammar_errors() {
         ("x_per_m", "unknown suffix `per_m`"),
         ("x_per_", "unknown suffix `per_`"),
         ("x_per_+5m", "unknown suffix `per_+5m`"),
-        ("x_per_99999999999999999999h", "unknown suffix"),
+        ("x_per_99999999999999999999h", "longer than pacer can count"),
+        (
+            "all_per_9999999h",
+            "longer than pacer can count (at most 1281023h)",
+        ),
+        ("all_per_1281024h", "longer than pacer can count"),
         ("x_per_0s", "zero-length window `per_0s` in `x_per_0s`"),
         ("x_per_00m", "zero-length window"),
         (

@@ -6,14 +6,19 @@
 //! whole config is refused anyway.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use http::Method;
 use toml::Spanned;
 
 use super::Ctx;
-use crate::config::file::{AccountTypeFile, ActionFile, BackoffFile, LimitTable, PolicyFile, Text};
+use crate::config::file::{
+    AccountTypeFile, ActionFile, BackoffFile, DurationText, LimitTable, PolicyFile, Text,
+};
 use crate::config::limit_key::{check_action_name, Limit, LimitKey, LimitNumber};
-use crate::config::{AccountType, ActionRule, Backoff, Policy, PolicyMode, STANDARD_POLICY};
+use crate::config::{
+    AccountType, ActionRule, Backoff, Policy, PolicyMode, MAX_WINDOW, STANDARD_POLICY,
+};
 
 pub fn actions(cx: &mut Ctx, list: &[Spanned<ActionFile>]) -> Vec<ActionRule> {
     let mut seen: Vec<(String, usize)> = Vec::new();
@@ -152,6 +157,7 @@ fn policy(cx: &mut Ctx, slug: &str, f: &PolicyFile, actions: &[&str]) -> Policy 
             .unwrap_or(d.mode),
         max_wait: cx.duration(f.max_wait.as_ref(), "max_wait", d.max_wait),
         jitter: cx.duration(f.jitter.as_ref(), "jitter", d.jitter),
+        guard: guard(cx, f.guard.as_ref(), d.guard),
         day_resets_at: f
             .day_resets_at
             .as_ref()
@@ -159,6 +165,22 @@ fn policy(cx: &mut Ctx, slug: &str, f: &PolicyFile, actions: &[&str]) -> Policy 
             .unwrap_or(d.day_resets_at),
         limits,
         backoff: f.backoff.as_ref().map(|b| backoff(cx, slug, b)),
+    }
+}
+
+/// `guard`: a duration up to the longest window.
+fn guard(cx: &mut Ctx, value: Option<&Spanned<DurationText>>, default: Duration) -> Duration {
+    let guard = cx.duration(value, "guard", default);
+    match value {
+        Some(value) if guard > MAX_WINDOW => {
+            let hours = MAX_WINDOW.as_secs() / 3600;
+            cx.at(
+                value,
+                format!("`guard` is longer than pacer can count (at most {hours}h)"),
+            );
+            default
+        }
+        _ => guard,
     }
 }
 

@@ -12,7 +12,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use governor::nanos::Nanos;
 use tokio::time::Instant;
 
 /// Time for limiters.
@@ -65,6 +64,14 @@ impl Clock {
         self.unix_ns_at_epoch.saturating_add(elapsed)
     }
 
+    /// The monotonic reading of a tokio instant (one taken where the
+    /// limiter's clock is not at hand, e.g. a request's departure).
+    pub fn at(&self, instant: Instant) -> u64 {
+        let since = instant.saturating_duration_since(self.epoch);
+        let since = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+        self.unix_ns_at_epoch.saturating_add(since)
+    }
+
     /// The tokio instant of a monotonic reading, to sleep until.
     pub fn instant_at(&self, nanos: u64) -> Instant {
         self.epoch + Duration::from_nanos(nanos.saturating_sub(self.unix_ns_at_epoch))
@@ -84,14 +91,6 @@ impl Clock {
     }
 }
 
-impl governor::clock::Clock for Clock {
-    type Instant = Nanos;
-
-    fn now(&self) -> Nanos {
-        Nanos::from(Clock::now(self))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +102,6 @@ mod tests {
         assert_eq!(clock.unix_ms(), 1_001_500);
         assert_eq!(clock.now(), 1_001_500 * 1_000_000);
         assert_eq!(clock.instant_at(clock.now()), Instant::now());
+        assert_eq!(clock.at(Instant::now()), clock.now());
     }
 }

@@ -9,13 +9,16 @@ use std::time::Duration;
 pub enum HitKind {
     /// A rolling window of this length.
     Rolling {
-        /// W.
+        /// W plus the policy's guard.
         window: Duration,
     },
     /// A daily cap.
     Daily,
     /// `account_protection_seconds`.
-    Gap,
+    Gap {
+        /// The gap plus the policy's guard.
+        span: Duration,
+    },
     /// `concurrent_limit`.
     Concurrency,
     /// A batch pause.
@@ -65,9 +68,10 @@ impl Hit {
         }
     }
 
-    pub(super) fn gap(gap: Duration, left: Duration) -> Self {
+    /// The protection gap of `gap` (`span` with the guard), `left` to go.
+    pub(super) fn gap(gap: Duration, span: Duration, left: Duration) -> Self {
         let key = Arc::from("account_protection_seconds");
-        Self::reached(HitKind::Gap, key, gap.as_secs(), left)
+        Self::reached(HitKind::Gap { span }, key, gap.as_secs(), left)
     }
 
     /// `action` paused for `pause` after the origin answered `status`,
@@ -98,8 +102,8 @@ impl Hit {
         match self.kind {
             HitKind::Rolling { window } => Some(window),
             HitKind::Daily => Some(Duration::from_secs(86_400)),
-            HitKind::Gap => Some(Duration::from_secs(self.value)),
             HitKind::Batch { pause } | HitKind::Backoff { pause } => Some(pause),
+            HitKind::Gap { span } => Some(span),
             HitKind::Concurrency | HitKind::Persisting => None,
         }
     }

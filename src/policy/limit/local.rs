@@ -33,13 +33,19 @@ pub struct AccountLimiter {
 }
 
 /// A request admitted by an [`AccountLimiter`]: holds its concurrency
-/// slot until dropped.
+/// slot until dropped, and is counted in its rolling windows and the gap
+/// from its departure ([`LocalGrant::depart`]; from its admission when it
+/// gives back, from its end when it ends without a known departure).
 #[derive(Debug)]
 pub struct LocalGrant {
     limiter: Arc<AccountLimiter>,
+    clock: Clock,
     consumed: Consumed,
     waited: Duration,
     held_by: Option<HitKind>,
+    /// For a paced request, when its limits allowed it (monotonic ns),
+    /// until its first departure.
+    due: Option<u64>,
 }
 
 impl LocalGrant {
@@ -48,21 +54,40 @@ impl LocalGrant {
         self.waited
     }
 
+    fn consumed_at(&self) -> u64 {
+        self.consumed.admitted_at()
+    }
+
     /// The limit it last waited for, if it was paced.
     pub fn held_by(&self) -> Option<HitKind> {
         self.held_by
     }
 
+    /// The request left pacer at `at` (monotonic ns; its head written, its
+    /// tunnel open): its rolling windows and the gap count it from then.
+    /// Returns, for a paced request's first departure, how late it left
+    /// after its limits allowed it.
+    pub fn depart(&mut self, at: u64) -> Option<Duration> {
+        self.limiter.lock().depart(&mut self.consumed, at);
+        self.limiter.released.notify_one();
+        self.due
+            .take()
+            .map(|due| Duration::from_nanos(at.saturating_sub(due)))
+    }
+
     /// The request failed before reaching the origin: its daily-cap and
     /// batch consumption are returned.
-    pub fn give_back(self) {
-        self.limiter.lock().give_back(&self.consumed);
+    pub fn give_back(mut self) {
+        self.limiter.lock().give_back(&mut self.consumed);
     }
 }
 
 impl Drop for LocalGrant {
     fn drop(&mut self) {
-        self.limiter.lock().release();
+        let mut state = self.limiter.lock();
+        state.settle(&mut self.consumed, self.clock.now());
+        state.release();
+        drop(state);
         self.limiter.released.notify_one();
     }
 }
@@ -148,7 +173,7 @@ impl AccountLimiter {
     }
 
     /// How many admissions each of `policy`'s rolling windows holds now,
-    /// in its order (`None`: a token bucket keeps no count).
+    /// in its order (`None`: a GCRA keeps no count).
     pub fn window_fill(&self, policy: &Arc<PolicyLimits>, clock: &Clock) -> Vec<Option<u64>> {
         let mut state = self.lock();
         state.sync(policy, clock, clock.unix_ms());
@@ -193,11 +218,13 @@ impl AccountLimiter {
         let wall_ms = clock.unix_ms();
         let mut state = self.lock();
         state.sync(policy, clock, wall_ms);
-        if !state.queue.contends(policy, actions) {
-            match state.check(policy, actions, now, wall_ms) {
+        if !state.contends(policy, actions, now) {
+            let verdict = state.check(policy, actions, now, wall_ms);
+            self.wake_flusher_for(&verdict);
+            match verdict {
                 Verdict::Admit => {
                     let at = Moment { now, wall_ms };
-                    return Some(Ok(self.commit(&mut state, policy, actions, at, 0)));
+                    return Some(Ok(self.commit(&mut state, policy, actions, at, clock)));
                 }
                 Verdict::Refuse(hit) => return Some(Err(refusal(hit, 0))),
                 Verdict::Wait { hit, until } if !can_wait(policy, &hit, now, until) => {
@@ -226,12 +253,16 @@ impl AccountLimiter {
         };
         let mut jittered = false;
         let mut held_by = None;
+        // When the wait looked for last was due to end.
+        let mut planned = u64::MAX;
         loop {
             let released = self.released.notified();
             let ready = jittered || policy.jitter.is_zero();
-            let (verdict, now) = match self.look(policy, actions, clock, arrival, ready) {
+            let (verdict, now) = match self.look(policy, actions, clock, ready) {
                 Ok(mut grant) => {
                     grant.held_by = held_by;
+                    grant.waited = Duration::from_nanos(grant.consumed_at() - arrival);
+                    grant.due = Some(planned.min(grant.consumed_at()));
                     return Ok(grant);
                 }
                 Err(looked) => looked,
@@ -239,7 +270,9 @@ impl AccountLimiter {
             match verdict {
                 Verdict::Admit => {
                     jittered = true;
-                    tokio::time::sleep(random_up_to(policy.jitter)).await;
+                    let jitter = random_up_to(policy.jitter);
+                    planned = now.saturating_add(nanos(jitter));
+                    tokio::time::sleep(jitter).await;
                 }
                 Verdict::Refuse(hit) => return Err(refusal(hit, now - arrival)),
                 Verdict::Wait { until, hit } => {
@@ -248,6 +281,7 @@ impl AccountLimiter {
                     if !can_wait(policy, &hit, arrival, until) || now >= deadline {
                         return Err(refusal(hit, now - arrival));
                     }
+                    planned = until.unwrap_or(u64::MAX);
                     let wake = clock.instant_at(until.unwrap_or(deadline).min(deadline));
                     tokio::select! {
                         () = tokio::time::sleep_until(wake) => {}
@@ -265,7 +299,6 @@ impl AccountLimiter {
         policy: &Arc<PolicyLimits>,
         actions: &ActionSet,
         clock: &Clock,
-        arrival: u64,
         ready: bool,
     ) -> Result<LocalGrant, (Verdict, u64)> {
         let at = Moment {
@@ -275,10 +308,21 @@ impl AccountLimiter {
         let mut state = self.lock();
         state.sync(policy, clock, at.wall_ms);
         let verdict = state.check(policy, actions, at.now, at.wall_ms);
+        self.wake_flusher_for(&verdict);
         if ready && matches!(verdict, Verdict::Admit) {
-            return Ok(self.commit(&mut state, policy, actions, at, at.now - arrival));
+            return Ok(self.commit(&mut state, policy, actions, at, clock));
         }
         Err((verdict, at.now))
+    }
+
+    /// A request waits for its usage to be durable: the flusher is woken
+    /// (a quiet account has no lease until a snapshot grants one).
+    fn wake_flusher_for(&self, verdict: &Verdict) {
+        if let (Verdict::Wait { hit, .. }, Some(flusher)) = (verdict, &self.flush) {
+            if hit.kind == HitKind::Persisting {
+                flusher.notify_one();
+            }
+        }
     }
 
     /// Consumes from every limit at `at` and hands out the grant.
@@ -288,7 +332,7 @@ impl AccountLimiter {
         policy: &PolicyLimits,
         actions: &ActionSet,
         at: Moment,
-        waited: u64,
+        clock: &Clock,
     ) -> LocalGrant {
         let (consumed, flush) = state.commit(policy, actions, at.now, at.wall_ms);
         if let (true, Some(flusher)) = (flush, &self.flush) {
@@ -296,9 +340,11 @@ impl AccountLimiter {
         }
         LocalGrant {
             limiter: self.clone(),
+            clock: *clock,
             consumed,
-            waited: Duration::from_nanos(waited),
+            waited: Duration::ZERO,
             held_by: None,
+            due: None,
         }
     }
 

@@ -15,8 +15,10 @@
 //! - [`Limiter`] is the one interface admission goes through: today this
 //!   instance's [`AccountLimiter`]s; a shared store can sit behind the same
 //!   calls. A [`Grant`] holds the request's concurrency slot until it is
-//!   released (its [`Release`] may be asynchronous), and can give back its
-//!   daily-cap and batch consumption. Usage is keyed by action name, and
+//!   released (its [`Release`] may be asynchronous), is told when the
+//!   request departs ([`Grant::depart`]: rolling windows and the gap count
+//!   departures, see [`rolling`]), and can give back its daily-cap and
+//!   batch consumption. Usage is keyed by action name, and
 //!   every time is on the [`clock::Clock`]'s Unix time base, so another
 //!   process can check the same windows.
 
@@ -111,6 +113,23 @@ impl Grant {
         }
     }
 
+    /// The request left pacer at `at` (on the [`Clock`]'s monotonic base):
+    /// its head was written towards the origin or upstream, or its tunnel
+    /// opened to the destination. Its rolling windows and the gap count it
+    /// from then, never from earlier than its admission; a request sent
+    /// again (the next upstream) departs again. Called from the request's
+    /// path as it departs: a shared store sends it as one pipelined
+    /// command in the returned [`Release`].
+    pub fn depart(&mut self, at: u64) -> Departed {
+        let lateness = match self {
+            Grant::Local(grant) => grant.depart(at),
+        };
+        Departed {
+            lateness,
+            release: Release::done(),
+        }
+    }
+
     /// The request or tunnel is over: its concurrency slot is freed.
     pub fn release(self) -> Release {
         match self {
@@ -127,6 +146,16 @@ impl Grant {
         }
         Release::done()
     }
+}
+
+/// A departure recorded.
+#[derive(Debug)]
+pub struct Departed {
+    /// For a paced request's first departure: how long after its limits
+    /// allowed it the request left (pacer's own lateness).
+    pub lateness: Option<Duration>,
+    /// What is left of recording it.
+    pub release: Release,
 }
 
 /// What is left of a release once it returns: nothing for a local grant,

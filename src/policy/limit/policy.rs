@@ -76,6 +76,8 @@ pub struct PolicyLimits {
     pub max_wait: Duration,
     /// Random extra delay for a paced request.
     pub jitter: Duration,
+    /// Margin added to every rolling window and to the gap.
+    pub guard: Duration,
     /// When daily caps reset.
     pub day_reset: DayReset,
     /// Rolling windows.
@@ -102,6 +104,7 @@ impl PolicyLimits {
             mode: policy.mode,
             max_wait: policy.max_wait,
             jitter: policy.jitter,
+            guard: policy.guard,
             day_reset: policy.day_resets_at,
             rolling: Vec::new(),
             daily: Vec::new(),

@@ -1,239 +1,287 @@
-//! Rolling windows (`A_per_minute`, `A_per_5m`, ...): at most N admitted in
-//! every window of length W, starting at any instant (SPEC section 2).
+//! Rolling windows (`A_per_minute`, `A_per_5m`, ...): at most N in every
+//! window of length W (plus the policy's `guard`), starting at any instant,
+//! counted where the platform sees them: at each request's *departure*
+//! (SPEC section 4).
 //!
-//! A plain token bucket (GCRA with burst N, one cell per W/N) admits up to
-//! 2N-1 in some window, so two structures are used:
-//! - N up to [`LOG_LIMIT`]: an exact sliding log of admission times. It
-//!   admits exactly N in a burst, then the next as soon as the oldest leaves
-//!   the window; memory is 8 bytes per admission in the window.
-//! - larger N: governor's GCRA with the budget split between burst and
-//!   refill, B = ceil(N/2) and emission interval T = ceil(W/(N-B)) (T > W
-//!   when N-B = 0). GCRA
-//!   admits at most B + floor(W/T) <= N in any closed window of length W,
-//!   with O(1) memory, at the price of a burst of only N/2.
+//! A request is admitted before it departs (pacer may still be dialling or
+//! handshaking). Until it departs it is *pending*: its departure will be no
+//! earlier than any moment the window is looked at, so a pending request
+//! counts as the most recent entry of every window it was admitted into.
+//! Once it departs it is stamped with its departure time; one that never
+//! departs is stamped with its admission time. A newcomer then waits until
+//! every slot it needs is free counted from departures; a slot held by a
+//! pending request frees no earlier than one window from now, and is looked
+//! at again when that request departs.
 //!
-//! Both only consume on [`Window::admit`]; [`Window::wait`] never changes
-//! state, which keeps admission all-or-nothing across limits.
+//! A plain token bucket (burst N, one cell per W/N) admits up to 2N-1 in
+//! some window, so two structures are used:
+//! - N up to [`LOG_LIMIT`]: an exact sliding log of stamps (kept sorted,
+//!   since departures need not come in admission order). It admits exactly
+//!   N in a burst, then the next as soon as the oldest stamp leaves the
+//!   window; memory is 8 bytes per stamp in the window.
+//! - larger N: GCRA with the budget split between burst and refill,
+//!   B = ceil(N/2) and emission interval T = ceil(W/(N-B)) (T > W when
+//!   N-B = 0), which admits at most B + floor(W/T) <= N in any closed
+//!   window of length W with O(1) memory. Each pending request reserves one
+//!   cell from now on (the theoretical arrival time is taken as
+//!   max(TAT, now) + pending·T); a departure at `d` advances TAT to
+//!   max(TAT, d) + T, which leaves that reserved total unchanged, so every
+//!   departure recorded at its moment conforms.
+//!
+//! [`Window::wait`] never changes state, which keeps admission
+//! all-or-nothing across limits.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-
-use governor::middleware::NoOpMiddleware;
-use governor::nanos::Nanos;
-use governor::state::{NotKeyed, StateStore};
-use governor::{Quota, RateLimiter};
-
-use super::clock::Clock;
 
 /// The largest N kept as an exact log.
 pub const LOG_LIMIT: u32 = 1024;
 
 /// The state of one rolling limit for one account.
 #[derive(Debug)]
-pub enum Window {
-    /// Exact sliding log.
-    Log(SlidingLog),
+pub struct Window {
+    /// Unique within the account: a grant names the windows it is pending
+    /// in by id, whatever policy changes happen before it departs.
+    id: u64,
+    /// W plus the guard, in nanoseconds.
+    length: u64,
+    max: u32,
+    /// Admitted into this window and not yet departed.
+    pending: u32,
+    stamps: Stamps,
+}
+
+#[derive(Debug)]
+enum Stamps {
+    /// Exact sliding log, sorted, oldest first.
+    Log(VecDeque<u64>),
     /// Split-budget GCRA.
-    Gcra(GcraWindow),
+    Gcra(Gcra),
+}
+
+/// GCRA on departures: theoretical arrival time, emission interval and
+/// tolerance (`(B-1)·T`), in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+struct Gcra {
+    tat: u64,
+    interval: u64,
+    tolerance: u64,
+}
+
+impl Gcra {
+    fn new(max: NonZeroU32, length: u64) -> Self {
+        let (burst, interval) = split_budget(max, length);
+        Gcra {
+            tat: 0,
+            interval,
+            tolerance: interval.saturating_mul(u64::from(burst.get() - 1)),
+        }
+    }
+
+    /// The theoretical arrival time with `pending` cells reserved from `now`.
+    fn reserved(&self, now: u64, pending: u32) -> u64 {
+        self.tat
+            .max(now)
+            .saturating_add(self.interval.saturating_mul(u64::from(pending)))
+    }
+
+    fn wait(&self, now: u64, pending: u32) -> u64 {
+        let conforms_at = self.reserved(now, pending).saturating_sub(self.tolerance);
+        conforms_at.saturating_sub(now)
+    }
+
+    fn stamp(&mut self, at: u64) {
+        self.tat = self.tat.max(at).saturating_add(self.interval);
+    }
+
+    fn remaining(&self, now: u64, pending: u32, max: u32) -> u64 {
+        let slack = now
+            .saturating_add(self.tolerance)
+            .checked_sub(self.reserved(now, pending));
+        slack.map_or(0, |s| (s / self.interval.max(1) + 1).min(u64::from(max)))
+    }
 }
 
 impl Window {
-    /// A fresh window for at most `max` per `length`.
-    pub fn new(max: NonZeroU32, length: Duration, clock: &Clock) -> Self {
-        if max.get() <= LOG_LIMIT {
-            Window::Log(SlidingLog::new(max, length))
+    /// A fresh window `id` for at most `max` per `length`.
+    pub fn new(id: u64, max: NonZeroU32, length: Duration) -> Self {
+        let length = nanos(length);
+        let stamps = if max.get() <= LOG_LIMIT {
+            Stamps::Log(VecDeque::new())
         } else {
-            Window::Gcra(GcraWindow::new(max, length, clock))
+            Stamps::Gcra(Gcra::new(max, length))
+        };
+        Window {
+            id,
+            length,
+            max: max.get(),
+            pending: 0,
+            stamps,
         }
     }
 
-    /// Nanoseconds to wait before one more may be admitted (0: now).
+    /// The window's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The window's length, guard included.
+    pub fn length(&self) -> Duration {
+        Duration::from_nanos(self.length)
+    }
+
+    /// Applies a new N or length to the same history (a changed limit is
+    /// not a fresh window): raising N admits N minus what the window holds,
+    /// lowering it admits nothing until the window has drained below the
+    /// new N.
+    pub fn reshape(&mut self, max: NonZeroU32, length: Duration, now: u64) {
+        if max.get() == self.max && nanos(length) == self.length {
+            return;
+        }
+        let held = self.held(now);
+        let mut reshaped = Window::new(self.id, max, length);
+        reshaped.pending = self.pending;
+        let old = std::mem::replace(&mut self.stamps, Stamps::Log(VecDeque::new()));
+        match (&mut reshaped.stamps, old) {
+            (Stamps::Log(log), Stamps::Log(old)) => *log = old,
+            (Stamps::Gcra(gcra), Stamps::Gcra(old)) => {
+                // The same fill, in cells of the new interval.
+                let cells = old.tat.saturating_sub(now).div_ceil(old.interval.max(1));
+                gcra.tat = now.saturating_add(cells.saturating_mul(gcra.interval));
+            }
+            (Stamps::Gcra(gcra), Stamps::Log(_)) => {
+                gcra.tat = now.saturating_add(held.saturating_mul(gcra.interval));
+            }
+            // Times are not known: the held cells count from now, a full
+            // window (never lower).
+            (Stamps::Log(log), Stamps::Gcra(_)) => log.extend((0..held).map(|_| now)),
+        }
+        *self = reshaped;
+    }
+
+    /// Stamps departed (or never-departing) requests still in the window,
+    /// estimated for a GCRA.
+    fn held(&mut self, now: u64) -> u64 {
+        match &self.stamps {
+            Stamps::Log(_) => {
+                self.expire(now);
+                match &self.stamps {
+                    Stamps::Log(log) => log.len() as u64,
+                    Stamps::Gcra(_) => 0,
+                }
+            }
+            Stamps::Gcra(gcra) => gcra.tat.saturating_sub(now).div_ceil(gcra.interval.max(1)),
+        }
+    }
+
+    /// Forgets stamps that no closed window ending now can contain.
+    fn expire(&mut self, now: u64) {
+        let Stamps::Log(log) = &mut self.stamps else {
+            return;
+        };
+        while let Some(&oldest) = log.front() {
+            if oldest.saturating_add(self.length) < now {
+                log.pop_front();
+            } else {
+                break;
+            }
+        }
+        if log.is_empty() && log.capacity() > 16 {
+            *log = VecDeque::new();
+        }
+    }
+
+    /// Nanoseconds to wait before one more may be admitted (0: now). A
+    /// wait behind a pending request is at least a window from now.
     pub fn wait(&mut self, now: u64) -> u64 {
-        match self {
-            Window::Log(log) => log.wait(now),
-            Window::Gcra(gcra) => gcra.wait(),
+        self.expire(now);
+        let (max, pending, length) = (self.max as usize, self.pending as usize, self.length);
+        match &self.stamps {
+            Stamps::Log(log) if log.len() + pending < max => 0,
+            Stamps::Log(_) if pending >= max => length.saturating_add(1),
+            Stamps::Log(log) => {
+                // The oldest of the N most recent must leave the window:
+                // strictly more than one window old.
+                let oldest = log[log.len() + pending - max];
+                oldest
+                    .saturating_add(length)
+                    .saturating_add(1)
+                    .saturating_sub(now)
+            }
+            Stamps::Gcra(gcra) => gcra.wait(now, self.pending),
         }
     }
 
-    /// Records one admission; call only when [`Window::wait`] is 0.
-    pub fn admit(&mut self, now: u64) {
-        match self {
-            Window::Log(log) => log.admit(now),
-            Window::Gcra(gcra) => gcra.admit(),
+    /// Records one admission, pending until [`Window::depart`] or
+    /// [`Window::forfeit`]; call only when [`Window::wait`] is 0.
+    pub fn admit(&mut self) {
+        self.pending += 1;
+    }
+
+    /// A pending request departed at `at` (or ended without departing,
+    /// `at` then its admission).
+    pub fn depart(&mut self, at: u64) {
+        self.pending = self.pending.saturating_sub(1);
+        self.stamp(at);
+    }
+
+    /// One more stamp at `at`: a request sent again (the next upstream)
+    /// may reach the platform twice.
+    pub fn stamp(&mut self, at: u64) {
+        match &mut self.stamps {
+            Stamps::Log(log) => {
+                let at_or_after = log.partition_point(|t| *t <= at);
+                log.insert(at_or_after, at);
+            }
+            Stamps::Gcra(gcra) => gcra.stamp(at),
         }
     }
 
     /// How many more could be admitted right now.
     pub fn remaining(&mut self, now: u64) -> u64 {
-        match self {
-            Window::Log(log) => log.remaining(now),
-            Window::Gcra(gcra) => u64::from(gcra.wait() == 0),
+        self.expire(now);
+        let max = u64::from(self.max);
+        match &self.stamps {
+            Stamps::Log(log) => max.saturating_sub(log.len() as u64 + u64::from(self.pending)),
+            Stamps::Gcra(gcra) => gcra.remaining(now, self.pending, self.max),
         }
     }
 
-    /// How many admissions the window holds now; `None` for a token
-    /// bucket, which keeps no count.
-    pub fn held(&mut self, now: u64) -> Option<u64> {
-        match self {
-            Window::Log(log) => {
-                log.expire(now);
-                Some(log.times.len() as u64)
-            }
-            Window::Gcra(_) => None,
+    /// How many admissions the window holds now (pending ones included);
+    /// `None` for a GCRA, which keeps no count.
+    pub fn fill(&mut self, now: u64) -> Option<u64> {
+        self.expire(now);
+        match &self.stamps {
+            Stamps::Log(log) => Some(log.len() as u64 + u64::from(self.pending)),
+            Stamps::Gcra(_) => None,
         }
     }
 
     /// Whether the window holds nothing that could still refuse (it can be
     /// dropped and rebuilt fresh).
     pub fn is_idle(&mut self, now: u64) -> bool {
-        match self {
-            Window::Log(log) => log.remaining(now) == u64::from(log.max),
-            Window::Gcra(gcra) => gcra.is_idle(now),
+        if self.pending > 0 {
+            return false;
         }
-    }
-}
-
-/// Admission times within the last window, oldest first.
-#[derive(Debug)]
-pub struct SlidingLog {
-    max: u32,
-    length: u64,
-    times: VecDeque<u64>,
-}
-
-impl SlidingLog {
-    fn new(max: NonZeroU32, length: Duration) -> Self {
-        SlidingLog {
-            max: max.get(),
-            length: nanos(length),
-            times: VecDeque::new(),
-        }
-    }
-
-    /// Forgets admissions that no closed window ending now can contain.
-    fn expire(&mut self, now: u64) {
-        while let Some(&oldest) = self.times.front() {
-            if oldest.saturating_add(self.length) < now {
-                self.times.pop_front();
-            } else {
-                break;
-            }
-        }
-        if self.times.is_empty() && self.times.capacity() > 16 {
-            self.times = VecDeque::new();
-        }
-    }
-
-    fn wait(&mut self, now: u64) -> u64 {
         self.expire(now);
-        if self.times.len() < self.max as usize {
-            return 0;
+        match &self.stamps {
+            Stamps::Log(log) => log.is_empty(),
+            Stamps::Gcra(gcra) => gcra.tat <= now,
         }
-        // The slot frees once the oldest is strictly more than one window old.
-        let oldest = self.times.front().copied().unwrap_or(now);
-        (oldest + self.length + 1).saturating_sub(now)
-    }
-
-    fn admit(&mut self, now: u64) {
-        self.times.push_back(now);
-    }
-
-    fn remaining(&mut self, now: u64) -> u64 {
-        self.expire(now);
-        u64::from(self.max).saturating_sub(self.times.len() as u64)
     }
 }
 
-/// GCRA state shared between governor's limiter and the peek/rollback code.
-#[derive(Debug, Clone, Default)]
-struct TatCell(Arc<AtomicU64>);
-
-impl StateStore for TatCell {
-    type Key = NotKeyed;
-
-    fn measure_and_replace<T, F, E>(&self, _: &NotKeyed, f: F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        // Callers hold the account's lock: no concurrent update can race.
-        let previous = self.0.load(Ordering::Acquire);
-        let (result, next) = f(std::num::NonZeroU64::new(previous).map(|n| n.get().into()))?;
-        self.0.store(next.into(), Ordering::Release);
-        Ok(result)
-    }
-}
-
-/// A split-budget GCRA window on governor.
-pub struct GcraWindow {
-    limiter: RateLimiter<NotKeyed, TatCell, Clock, NoOpMiddleware<Nanos>>,
-    tat: TatCell,
-    clock: Clock,
-    /// Time for a drained window to refill completely.
-    refill: u64,
-    last_admit: u64,
-}
-
-impl std::fmt::Debug for GcraWindow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GcraWindow")
-            .field("tat", &self.tat)
-            .finish()
-    }
-}
-
-/// Burst and emission interval for at most `max` per `length`.
-pub fn split_budget(max: NonZeroU32, length: Duration) -> (NonZeroU32, Duration) {
+/// Burst and emission interval (ns) for at most `max` per `length` ns.
+pub fn split_budget(max: NonZeroU32, length: u64) -> (NonZeroU32, u64) {
     let burst = max.get().div_ceil(2);
     let interval = match u64::from(max.get() - burst) {
         // Nothing to refill within the window: one cell per more than W.
-        0 => nanos(length).saturating_add(1),
-        refill => nanos(length).div_ceil(refill),
+        0 => length.saturating_add(1),
+        refill => length.div_ceil(refill),
     };
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-    (burst, Duration::from_nanos(interval))
-}
-
-impl GcraWindow {
-    fn new(max: NonZeroU32, length: Duration, clock: &Clock) -> Self {
-        let (burst, interval) = split_budget(max, length);
-        let quota = Quota::with_period(interval)
-            .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN))
-            .allow_burst(burst);
-        let tat = TatCell::default();
-        GcraWindow {
-            limiter: RateLimiter::new(quota, tat.clone(), *clock),
-            tat,
-            clock: *clock,
-            refill: nanos(interval).saturating_mul(u64::from(burst.get())),
-            last_admit: 0,
-        }
-    }
-
-    /// Checks without consuming: governor's check, then the old state back.
-    fn wait(&self) -> u64 {
-        let saved = self.tat.0.load(Ordering::Acquire);
-        let outcome = self.limiter.check();
-        self.tat.0.store(saved, Ordering::Release);
-        match outcome {
-            Ok(()) => 0,
-            Err(not_until) => {
-                let now = governor::clock::Clock::now(&self.clock);
-                u64::try_from(not_until.wait_time_from(now).as_nanos().max(1)).unwrap_or(u64::MAX)
-            }
-        }
-    }
-
-    fn admit(&mut self) {
-        let _ = self.limiter.check();
-        self.last_admit = self.clock.now();
-    }
-
-    fn is_idle(&self, now: u64) -> bool {
-        now.saturating_sub(self.last_admit) > self.refill
-    }
+    (burst, interval)
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -241,105 +289,4 @@ fn nanos(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINUTE: Duration = Duration::from_secs(60);
-
-    fn nz(n: u32) -> NonZeroU32 {
-        NonZeroU32::new(n).expect("non-zero")
-    }
-
-    #[test]
-    fn a_log_admits_exactly_n_then_waits_for_the_oldest() {
-        let clock = Clock::system();
-        let mut window = Window::new(nz(3), MINUTE, &clock);
-        for t in [0, 10, 20] {
-            assert_eq!(window.wait(t), 0);
-            window.admit(t);
-        }
-        let minute = nanos(MINUTE);
-        assert_eq!(window.wait(30), minute + 1 - 30);
-        assert_eq!(
-            window.wait(minute),
-            1,
-            "the closed window [0, W] still holds 3"
-        );
-        assert_eq!(window.wait(minute + 1), 0);
-    }
-
-    /// Admission times of a greedy client arriving after each gap (ms),
-    /// on a paused clock.
-    fn run(make: impl FnOnce(&Clock) -> Window, gaps: &[u64]) -> Vec<u64> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let clock = Clock::system();
-            let mut window = make(&clock);
-            let mut admitted = Vec::new();
-            for gap in gaps {
-                tokio::time::advance(Duration::from_millis(*gap)).await;
-                let now = clock.now();
-                if window.wait(now) == 0 {
-                    window.admit(now);
-                    admitted.push(now);
-                }
-            }
-            admitted
-        })
-    }
-
-    /// The most admissions in any closed window of `length`.
-    fn densest(admitted: &[u64], length: Duration) -> usize {
-        let length = nanos(length);
-        (0..admitted.len())
-            .map(|i| {
-                admitted[i..]
-                    .iter()
-                    .take_while(|t| **t - admitted[i] <= length)
-                    .count()
-            })
-            .max()
-            .unwrap_or(0)
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn no_window_ever_holds_more_than_n(
-            n in 1u32..12,
-            window_ms in 1u64..5_000,
-            gaps in proptest::collection::vec(0u64..2_000, 1..300),
-        ) {
-            let length = Duration::from_millis(window_ms);
-            let log = run(|_| Window::Log(SlidingLog::new(nz(n), length)), &gaps);
-            proptest::prop_assert!(densest(&log, length) <= n as usize);
-            let gcra = run(|clock| Window::Gcra(GcraWindow::new(nz(n), length, clock)), &gaps);
-            proptest::prop_assert!(densest(&gcra, length) <= n as usize);
-        }
-
-        #[test]
-        fn a_log_admits_n_whenever_the_window_is_free(
-            n in 1u32..12,
-            burst in 1u32..30,
-        ) {
-            let log = |_: &Clock| Window::Log(SlidingLog::new(nz(n), MINUTE));
-            let admitted = run(log, &vec![0; burst as usize]);
-            proptest::prop_assert_eq!(admitted.len(), n.min(burst) as usize);
-        }
-    }
-
-    #[test]
-    fn the_split_budget_keeps_the_bound() {
-        for n in [1u32, 2, 3, 1025, 5000, 100_000] {
-            let (burst, interval) = split_budget(nz(n), MINUTE);
-            let worst = u64::from(burst.get()) + nanos(MINUTE) / nanos(interval);
-            assert!(
-                worst <= u64::from(n),
-                "n={n}: burst {burst} + {MINUTE:?}/{interval:?}"
-            );
-        }
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@ use smallvec::SmallVec;
 use super::backoff::{Pause, Pauses};
 use super::clock::Clock;
 use super::journal::{Journal, Pending};
-use super::policy::PolicyLimits;
+use super::policy::{PolicyLimits, Scope};
 use super::queue::Queue;
 use super::record::UsageRecord;
 use super::rolling::Window;
@@ -42,7 +42,13 @@ pub struct LimiterState {
     /// The policy `windows` were built for.
     built_for: Option<Arc<PolicyLimits>>,
     windows: Vec<Window>,
+    /// The id the next window gets.
+    next_window: u64,
+    /// The latest departure (or never-departing admission) of a limited
+    /// action, for the protection gap.
     last_limited: Option<u64>,
+    /// Limited actions admitted and not yet departed.
+    limited_pending: u32,
     in_flight: u64,
     /// Requests queued for pacing.
     pub queue: Queue,
@@ -54,13 +60,29 @@ pub struct LimiterState {
     pauses: Pauses,
 }
 
-/// What one admission consumed, to give it back.
+/// What one admission consumed: to stamp its departure, or to give it
+/// back.
 #[derive(Debug, Clone)]
 pub struct Consumed {
     day_start: i64,
     actions: ActionSet,
     names: Arc<[Arc<str>]>,
     batch: Option<BatchUndo>,
+    /// When it was admitted (monotonic ns).
+    admitted_at: u64,
+    /// The rolling windows it is counted in, by id.
+    windows: SmallVec<[u64; 4]>,
+    /// Whether it is a limited action (the gap counts it).
+    limited: bool,
+    /// Whether it departed at least once.
+    departed: bool,
+}
+
+impl Consumed {
+    /// When the request was admitted (monotonic ns).
+    pub fn admitted_at(&self) -> u64 {
+        self.admitted_at
+    }
 }
 
 impl LimiterState {
@@ -77,34 +99,46 @@ impl LimiterState {
         }
         self.usage.roll(&policy.day_reset, wall_ms.div_euclid(1000));
         self.batch.roll(wall_ms);
+        if let Some(rule) = &policy.batch {
+            self.batch.fit(rule, wall_ms);
+        }
     }
 
+    /// Windows for `policy`'s rolling rules. A rule with the same scope and
+    /// window as one of the previous policy keeps that window's history
+    /// (its log is the account's), with the new N and guard applied to it;
+    /// any other starts empty.
     fn rebuild_windows(&mut self, policy: &Arc<PolicyLimits>, clock: &Clock) {
-        let mut old: Vec<(Arc<str>, Window)> = match &self.built_for {
+        let mut old: Vec<((Scope, Duration), Window)> = match &self.built_for {
             Some(previous) if previous.rolling.len() == self.windows.len() => previous
                 .rolling
                 .iter()
-                .map(|r| r.key.clone())
+                .map(|r| (r.scope, r.window))
                 .zip(std::mem::take(&mut self.windows))
                 .collect(),
             _ => Vec::new(),
         };
-        let previous = self.built_for.clone();
-        self.windows = policy
-            .rolling
-            .iter()
-            .map(|rule| {
-                let same_shape = previous.as_ref().and_then(|p| {
-                    p.rolling
-                        .iter()
-                        .find(|r| r.key == rule.key && r.max == rule.max && r.window == rule.window)
-                });
-                match (same_shape, old.iter().position(|(k, _)| *k == rule.key)) {
-                    (Some(_), Some(i)) => old.swap_remove(i).1,
-                    _ => Window::new(rule.max, rule.window, clock),
+        let now = clock.now();
+        let mut windows = Vec::with_capacity(policy.rolling.len());
+        for rule in &policy.rolling {
+            let length = rule.window.saturating_add(policy.guard);
+            let window = match old
+                .iter()
+                .position(|(shape, _)| *shape == (rule.scope, rule.window))
+            {
+                Some(i) => {
+                    let mut kept = old.swap_remove(i).1;
+                    kept.reshape(rule.max, length, now);
+                    kept
                 }
-            })
-            .collect();
+                None => {
+                    self.next_window += 1;
+                    Window::new(self.next_window, rule.max, length)
+                }
+            };
+            windows.push(window);
+        }
+        self.windows = windows;
         self.built_for = Some(policy.clone());
     }
 
@@ -141,22 +175,20 @@ impl LimiterState {
             let wait = window.wait(now);
             if wait > 0 {
                 let kind = HitKind::Rolling {
-                    window: rule.window,
+                    window: window.length(),
                 };
                 let max = u64::from(rule.max.get());
                 let hit = Hit::reached(kind, rule.key.clone(), max, Duration::from_nanos(wait));
                 consider(Some(now + wait), hit);
             }
         }
-        if let (Some(gap), Some(last), false) = (policy.gap, self.last_limited, actions.is_empty())
-        {
-            let until = last.saturating_add(nanos(gap));
-            if until > now {
-                consider(
-                    Some(until),
-                    Hit::gap(gap, Duration::from_nanos(until - now)),
-                );
-            }
+        if let Some(until) = self.gap_until(policy, actions, now) {
+            let gap = policy.gap.unwrap_or_default();
+            let span = gap.saturating_add(policy.guard);
+            consider(
+                Some(until),
+                Hit::gap(gap, span, Duration::from_nanos(until - now)),
+            );
         }
         if let Some(max) = policy.concurrency {
             if self.in_flight >= max {
@@ -173,6 +205,50 @@ impl LimiterState {
             };
         }
         Verdict::Admit
+    }
+
+    /// Until when the protection gap (with the guard) holds a limited
+    /// action: from the last limited departure, or, while one is pending,
+    /// at least the gap from now (looked at again when it departs).
+    fn gap_until(&self, policy: &PolicyLimits, actions: &ActionSet, now: u64) -> Option<u64> {
+        let gap = policy.gap.filter(|_| !actions.is_empty())?;
+        let span = nanos(gap.saturating_add(policy.guard));
+        let from = if self.limited_pending > 0 {
+            now
+        } else {
+            self.last_limited?
+        };
+        Some(from.saturating_add(span)).filter(|until| *until > now)
+    }
+
+    /// Whether a request with `actions` must queue behind the requests
+    /// waiting for pacing: it does when one of them waits for a limit that
+    /// admitting the newcomer first would hold longer (a rolling window
+    /// with no room for both, the gap, `concurrent_limit`). FIFO holds
+    /// among the requests a limit actually holds; anything else passes.
+    pub fn contends(&mut self, policy: &PolicyLimits, actions: &ActionSet, now: u64) -> bool {
+        let queued = self.queue.len();
+        if queued == 0 {
+            return false;
+        }
+        if policy
+            .concurrency
+            .is_some_and(|max| self.in_flight + queued >= max)
+        {
+            return true;
+        }
+        if policy.gap.is_some() && !actions.is_empty() && self.queue.limited() > 0 {
+            return true;
+        }
+        let queue = &self.queue;
+        policy
+            .rolling
+            .iter()
+            .zip(&mut self.windows)
+            .any(|(rule, window)| {
+                let behind = queue.under(rule.scope);
+                rule.scope.applies(actions) && behind > 0 && window.remaining(now) <= behind
+            })
     }
 
     /// A running platform pause of one of the request's actions (or of
@@ -258,14 +334,16 @@ impl LimiterState {
         now: u64,
         wall_ms: i64,
     ) -> (Consumed, bool) {
+        let mut windows = SmallVec::new();
         for (rule, window) in policy.rolling.iter().zip(&mut self.windows) {
             if rule.scope.applies(actions) {
-                window.admit(now);
+                window.admit();
+                windows.push(window.id());
             }
         }
         let limited = !actions.is_empty();
         if limited {
-            self.last_limited = Some(now);
+            self.limited_pending += 1;
         }
         self.in_flight += 1;
         self.usage.record(actions, &policy.action_names);
@@ -279,14 +357,53 @@ impl LimiterState {
             actions: actions.clone(),
             names: policy.action_names.clone(),
             batch,
+            admitted_at: now,
+            windows,
+            limited,
+            departed: false,
         };
         (consumed, flush)
     }
 
     /// How many admissions each rolling window holds, in the policy's
-    /// order (`None`: a token bucket keeps no count).
+    /// order (`None`: a GCRA keeps no count).
     pub fn window_fill(&mut self, now: u64) -> Vec<Option<u64>> {
-        self.windows.iter_mut().map(|w| w.held(now)).collect()
+        self.windows.iter_mut().map(|w| w.fill(now)).collect()
+    }
+
+    /// The request of `consumed` departed at `at` (never earlier than its
+    /// admission): its rolling windows and the gap count it from then. A
+    /// request sent again departs again, and is counted again.
+    pub fn depart(&mut self, consumed: &mut Consumed, at: u64) {
+        let at = at.max(consumed.admitted_at);
+        let first = !std::mem::replace(&mut consumed.departed, true);
+        self.stamp(consumed, at, first);
+    }
+
+    /// The request of `consumed` ended without departing (or without
+    /// pacer knowing that it did): it is counted from `at`.
+    pub fn settle(&mut self, consumed: &mut Consumed, at: u64) {
+        if !std::mem::replace(&mut consumed.departed, true) {
+            self.stamp(consumed, at.max(consumed.admitted_at), true);
+        }
+    }
+
+    fn stamp(&mut self, consumed: &Consumed, at: u64, first: bool) {
+        for window in &mut self.windows {
+            if consumed.windows.contains(&window.id()) {
+                if first {
+                    window.depart(at);
+                } else {
+                    window.stamp(at);
+                }
+            }
+        }
+        if consumed.limited {
+            if first {
+                self.limited_pending = self.limited_pending.saturating_sub(1);
+            }
+            self.last_limited = self.last_limited.max(Some(at));
+        }
     }
 
     /// Today's usage and the running batch.
@@ -333,8 +450,9 @@ impl LimiterState {
 
     /// Usage from the store, at start-up.
     pub fn restore(&mut self, record: &UsageRecord, policy: &PolicyLimits, wall_ms: i64) {
-        let today = policy.day_reset.day_start(wall_ms.div_euclid(1000));
-        self.usage = DailyUsage::from_record(record, today);
+        let now_secs = wall_ms.div_euclid(1000);
+        let today = policy.day_reset.day_start(now_secs);
+        self.usage = DailyUsage::from_record(record, today, now_secs);
         self.pauses = Pauses::from_list(record.pauses.clone());
         self.batch = BatchProgress::from_record(record, policy.batch.as_ref(), wall_ms);
     }
@@ -345,8 +463,10 @@ impl LimiterState {
     }
 
     /// Takes back the daily-cap and batch consumption of a request that
-    /// failed before reaching the origin.
-    pub fn give_back(&mut self, consumed: &Consumed) {
+    /// failed before reaching the origin; its rolling windows and the gap
+    /// keep it at its admission.
+    pub fn give_back(&mut self, consumed: &mut Consumed) {
+        self.settle(consumed, consumed.admitted_at);
         self.usage
             .give_back(consumed.day_start, &consumed.actions, &consumed.names);
         if let Some(undo) = consumed.batch {

@@ -25,6 +25,7 @@ fn policy(mode: PolicyMode) -> PolicyLimits {
         mode,
         max_wait: Duration::from_secs(600),
         jitter: Duration::ZERO,
+        guard: Duration::ZERO,
         day_reset: "00:00+00:00".parse().expect("reset"),
         rolling: Vec::new(),
         daily: Vec::new(),

@@ -28,10 +28,18 @@ pub struct DailyUsage {
 }
 
 impl DailyUsage {
-    /// Starts a new day when `now_secs` is past the counted one.
+    /// Starts a new day when `now_secs` is past the counted one. A changed
+    /// `day_resets_at` moves the day's start while the counted day is still
+    /// running: its usage is kept in the new day (when each admission
+    /// happened is not known, so none is dropped; never lower).
     pub fn roll(&mut self, reset: &DayReset, now_secs: i64) {
         let day_start = reset.day_start(now_secs);
-        if day_start != self.day_start {
+        if day_start == self.day_start {
+            return;
+        }
+        if still_running(self.day_start, now_secs) {
+            self.day_start = day_start;
+        } else {
             *self = DailyUsage {
                 day_start,
                 ..DailyUsage::default()
@@ -69,15 +77,16 @@ impl DailyUsage {
             .collect();
     }
 
-    /// Today's counts from a persisted record: the record's counts if it is
-    /// of today, plus its headroom on every count.
-    pub fn from_record(record: &UsageRecord, today_start: i64) -> Self {
+    /// Today's counts from a persisted record, plus its headroom on every
+    /// count: the record's counts if its day is today's, or is still
+    /// running (`day_resets_at` changed since).
+    pub fn from_record(record: &UsageRecord, today_start: i64, now_secs: i64) -> Self {
         let mut usage = DailyUsage {
             day_start: today_start,
             floor: record.headroom,
             ..DailyUsage::default()
         };
-        if record.day_start == today_start {
+        if record.day_start == today_start || still_running(record.day_start, now_secs) {
             usage.all = record.all;
             usage.by_action = record
                 .actions
@@ -112,6 +121,13 @@ impl DailyUsage {
             }
         }
     }
+}
+
+/// Whether the day that began at `day_start` (Unix seconds) is still
+/// running at `now_secs`: a day is 24 hours, since `day_resets_at` is a
+/// time with a fixed UTC offset.
+fn still_running(day_start: i64, now_secs: i64) -> bool {
+    (day_start..day_start.saturating_add(86_400)).contains(&now_secs)
 }
 
 /// The running batch.
@@ -149,18 +165,29 @@ impl BatchProgress {
     /// starting now.
     pub fn from_record(record: &UsageRecord, rule: Option<&BatchRule>, now_ms: i64) -> Self {
         let mut batch = BatchProgress {
-            current: record.batch_current + record.headroom,
+            current: record.batch_current.saturating_add(record.headroom),
             paused_until_ms: record.batch_paused_until_ms,
             last_batch_at_ms: record.batch_last_at_ms,
             sequence: 0,
         };
         if let Some(rule) = rule {
-            if batch.paused_until_ms.is_none() && batch.current >= rule.size {
-                batch.current = rule.size - 1;
-                batch.record(rule, now_ms);
-            }
+            batch.fit(rule, now_ms);
         }
         batch
+    }
+
+    /// Keeps `current` within the batch size (which may have been lowered
+    /// below it, or restored with headroom): a batch at or past its size is
+    /// full, its pause starting now if none runs.
+    pub fn fit(&mut self, rule: &BatchRule, now_ms: i64) {
+        if self.current < rule.size {
+            return;
+        }
+        if self.paused_until_ms.is_none() {
+            self.current = rule.size - 1;
+            self.record(rule, now_ms);
+        }
+        self.current = rule.size;
     }
 
     /// Ends a pause that is over: the next batch starts at 0.

@@ -13,6 +13,7 @@ async fn idle_windows_are_freed_and_rebuilt_fresh() {
         mode: PolicyMode::Reject,
         max_wait: Duration::ZERO,
         jitter: Duration::ZERO,
+        guard: Duration::ZERO,
         day_reset: "00:00+00:00".parse().expect("reset"),
         rolling: vec![RollingRule {
             key: Arc::from("all_per_minute"),
@@ -30,7 +31,11 @@ async fn idle_windows_are_freed_and_rebuilt_fresh() {
     let mut state = LimiterState::default();
     let none = ActionSet::new();
     state.sync(&policy, &clock, 0);
-    let _ = state.commit(&policy, &none, clock.now(), 0);
+    let (mut consumed, _) = state.commit(&policy, &none, clock.now(), 0);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    state.compact(clock.now());
+    assert_eq!(state.windows.len(), 1, "a pending request's window is kept");
+    state.depart(&mut consumed, clock.now());
     state.compact(clock.now());
     assert_eq!(state.windows.len(), 1, "a full window is kept");
     tokio::time::advance(Duration::from_secs(61)).await;
