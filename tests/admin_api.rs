@@ -132,7 +132,7 @@ async fn rate_limit_policies_and_plans() {
     let policies = view["policies"].as_array().expect("policies");
     let pro = policies.iter().find(|p| p["slug"] == "pro").expect("pro");
     assert_eq!(pro["available"], false);
-    assert_eq!(pro["limits"], json!({"all_per_second": 50}));
+    assert_eq!(pro["limits"], json!({"all_per_second": 50, "guard": "0s"}));
     let strict = policies
         .iter()
         .find(|p| p["slug"] == "strict")

@@ -9,16 +9,20 @@
 //!
 //! fast-socks5 rejects bad credentials with status 0xFF, where SPEC section
 //! 3 asks for 0x01, so the RFC 1929 sub-negotiation is our own
-//! [`AuthMethod`], plugged into fast-socks5's negotiation.
+//! [`AuthMethod`], plugged into fast-socks5's negotiation. The CONNECT
+//! request and its reply are ours too, so that the client's socket stays
+//! at hand while the tunnel is admitted and dialled: a client that hangs
+//! up meanwhile (a paced CONNECT) leaves the pacing queue at once and is
+//! neither dialled nor charged.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fast_socks5::server::{
-    states, AuthMethod, AuthMethodSuccessState, NoAuthentication, Socks5ServerProtocol,
+    AuthMethod, AuthMethodSuccessState, NoAuthentication, Socks5ServerProtocol,
 };
-use fast_socks5::util::target_addr::TargetAddr;
-use fast_socks5::{ReplyError, Socks5Command};
+use fast_socks5::util::target_addr::{read_address, TargetAddr};
+use fast_socks5::ReplyError;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -35,8 +39,6 @@ use crate::wire::error::ProxyError;
 /// short fields then cost one read each message, not one per field. Tunnel
 /// reads are larger than the buffer, so they bypass it.
 type ClientStream = BufReader<TcpStream>;
-type Authenticated = Socks5ServerProtocol<ClientStream, states::Authenticated>;
-type CommandRead = Socks5ServerProtocol<ClientStream, states::CommandRead>;
 
 /// Bytes of the client's handshake buffered at once (a whole greeting,
 /// credentials or CONNECT request fits).
@@ -63,7 +65,7 @@ pub async fn serve_connection(
     // Boxed, as is the tunnel's opening below: the task keeps only the
     // relay's state for the tunnel's life, not these larger futures.
     let handshake = Box::pin(handshake(&mut close, reader, bound.as_deref()));
-    let (proto, account, target) = match tokio::time::timeout(timeout, handshake).await {
+    let (mut client, account, target) = match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(done)) => done,
         Ok(Err(broken)) => return close.failed(&broken.error, broken.status),
         Err(_) => return close.failed(&ProxyError::ClientTimeout(timeout), 0),
@@ -71,22 +73,79 @@ pub async fn serve_connection(
     if matches!(admission, Admission::Refused(_)) {
         close.ctx.target = Some(target);
         let err = ProxyError::Unavailable("pacer is at its connection limit");
-        return refuse(proto, close, &err).await;
+        return refuse(client, close, &err).await;
     }
-    match Box::pin(tunnel::open(&engine, &mut close, &account, &target)).await {
-        Ok(opened) => {
+    let opening = Box::pin(tunnel::open(&engine, &mut close, &account, &target));
+    let opened = tokio::select! {
+        opened = opening => Some(opened),
+        () = hung_up(&client) => None,
+    };
+    match opened {
+        Some(Ok(opened)) => {
             let bound_addr = opened
                 .local_addr()
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
             close.ctx.succeeded(0);
-            let Ok(client) = proto.reply_success(bound_addr).await else {
+            if reply(&mut client, ReplyError::Succeeded, bound_addr)
+                .await
+                .is_err()
+            {
                 return;
-            };
+            }
             tunnel::relay(close, client, account, opened).await;
             drop(admission);
         }
-        Err(err) => refuse(proto, close, &err).await,
+        Some(Err(err)) => refuse(client, close, &err).await,
+        // Gone while waiting or dialling: nothing reached the destination.
+        None => close.give_back(),
     }
+}
+
+/// Resolves when the client hangs up (or resets) while its CONNECT is
+/// being served; never, once it sent more bytes (they wait for the
+/// tunnel).
+async fn hung_up(client: &ClientStream) {
+    if !client.buffer().is_empty() {
+        return std::future::pending().await;
+    }
+    let mut probe = [0u8; 1];
+    match client.get_ref().peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// Writes the reply to a CONNECT (RFC 1928 section 6).
+async fn reply(
+    client: &mut ClientStream,
+    code: ReplyError,
+    bound: SocketAddr,
+) -> std::io::Result<()> {
+    let mut message = Vec::with_capacity(22);
+    message.extend_from_slice(&[SOCKS5_VERSION, code.as_u8(), 0]);
+    match bound {
+        SocketAddr::V4(v4) => {
+            message.push(ADDR_IPV4);
+            message.extend_from_slice(&v4.ip().octets());
+        }
+        SocketAddr::V6(v6) => {
+            message.push(ADDR_IPV6);
+            message.extend_from_slice(&v6.ip().octets());
+        }
+    }
+    message.extend_from_slice(&bound.port().to_be_bytes());
+    client.write_all(&message).await?;
+    client.flush().await
+}
+
+const SOCKS5_VERSION: u8 = 0x05;
+const CMD_CONNECT: u8 = 0x01;
+const ADDR_IPV4: u8 = 0x01;
+const ADDR_IPV6: u8 = 0x04;
+
+/// The reply to a CONNECT that is not served.
+async fn reply_error(client: &mut ClientStream, code: ReplyError) {
+    let _ = reply(client, code, SocketAddr::from(([0, 0, 0, 0], 0))).await;
 }
 
 /// A handshake that ended without a CONNECT to serve: the error it is
@@ -111,9 +170,9 @@ async fn handshake(
     close: &mut CloseOut,
     reader: ClientStream,
     bound: Option<&str>,
-) -> Result<(CommandRead, Arc<Account>, Target), Broken> {
+) -> Result<(ClientStream, Arc<Account>, Target), Broken> {
     let start = Socks5ServerProtocol::start(reader);
-    let (authenticated, account) = match bound {
+    let (mut client, account) = match bound {
         Some(id) => {
             let proto = start
                 .negotiate_auth(&[NoAuthentication])
@@ -123,7 +182,7 @@ async fn handshake(
                 error: err.into(),
                 status: 0,
             })?;
-            (proto.finish_auth(), account)
+            (proto.into_inner(), account)
         }
         None => {
             let pending = start
@@ -133,15 +192,36 @@ async fn handshake(
             rfc1929(close, pending).await?
         }
     };
-    let (proto, target) = read_connect(authenticated).await?;
+    let target = read_connect(&mut client).await?;
     close.ctx.target = Some(target.clone());
-    Ok((proto, account, target))
+    Ok((client, account, target))
 }
 
-async fn read_connect(proto: Authenticated) -> Result<(CommandRead, Target), Broken> {
-    let (proto, command, address) = proto.read_command().await.map_err(|_| Broken::off())?;
-    if !matches!(command, Socks5Command::TCPConnect) {
-        let _ = proto.reply_error(&ReplyError::CommandNotSupported).await;
+/// The CONNECT request (RFC 1928 section 4); any other command is
+/// answered 0x07.
+async fn read_connect(client: &mut ClientStream) -> Result<Target, Broken> {
+    let mut head = [0u8; 4];
+    client
+        .read_exact(&mut head)
+        .await
+        .map_err(|_| Broken::off())?;
+    let [version, command, _reserved, address_type] = head;
+    if version != SOCKS5_VERSION {
+        return Err(Broken::off());
+    }
+    let address = match read_address(client, address_type).await {
+        Ok(address) => address,
+        Err(err) => {
+            let code = err.to_reply_error();
+            reply_error(client, code).await;
+            return Err(Broken {
+                error: ProxyError::MalformedRequest("unreadable SOCKS5 destination"),
+                status: code.as_u8().into(),
+            });
+        }
+    };
+    if command != CMD_CONNECT {
+        reply_error(client, ReplyError::CommandNotSupported).await;
         return Err(Broken {
             error: ProxyError::MalformedRequest("only the SOCKS5 CONNECT command is served"),
             status: ReplyError::CommandNotSupported.as_u8().into(),
@@ -152,9 +232,9 @@ async fn read_connect(proto: Authenticated) -> Result<(CommandRead, Target), Bro
         TargetAddr::Domain(name, port) => Target::destination(&name, port),
     };
     match target {
-        Ok(target) => Ok((proto, target)),
+        Ok(target) => Ok(target),
         Err(name) => {
-            let _ = proto.reply_error(&ReplyError::GeneralFailure).await;
+            reply_error(client, ReplyError::GeneralFailure).await;
             Err(Broken {
                 error: ProxyError::BadDestination(name),
                 status: ReplyError::GeneralFailure.as_u8().into(),
@@ -164,12 +244,12 @@ async fn read_connect(proto: Authenticated) -> Result<(CommandRead, Target), Bro
 }
 
 /// Answers the CONNECT with the error's reply code, closing it out.
-async fn refuse(proto: CommandRead, mut close: CloseOut, err: &ProxyError) {
-    let reply = err.socks_reply();
-    close.failed(err, reply.as_u8().into());
+async fn refuse(mut client: ClientStream, mut close: CloseOut, err: &ProxyError) {
+    let code = err.socks_reply();
+    close.failed(err, code.as_u8().into());
     tracing::debug!(id = %close.ctx.id, %err, "socks5 connect refused");
     drop(close);
-    let _ = proto.reply_error(&reply).await;
+    reply_error(&mut client, code).await;
 }
 
 /// RFC 1929 username/password, method 0x02.
@@ -178,9 +258,6 @@ struct Rfc1929;
 
 /// The socket between method selection and the credentials.
 struct Rfc1929Pending(ClientStream);
-
-/// The socket after credentials were accepted.
-struct Rfc1929Done(ClientStream);
 
 impl AuthMethod<ClientStream> for Rfc1929 {
     type StartingState = Rfc1929Pending;
@@ -194,12 +271,6 @@ impl AuthMethod<ClientStream> for Rfc1929 {
     }
 }
 
-impl AuthMethodSuccessState<ClientStream> for Rfc1929Done {
-    fn into_inner(self) -> ClientStream {
-        self.0
-    }
-}
-
 const RFC1929_VERSION: u8 = 0x01;
 const AUTH_SUCCEEDED: u8 = 0x00;
 const AUTH_FAILED: u8 = 0x01;
@@ -209,7 +280,7 @@ const AUTH_FAILED: u8 = 0x01;
 async fn rfc1929(
     close: &mut CloseOut,
     pending: Rfc1929Pending,
-) -> Result<(Authenticated, Arc<Account>), Broken> {
+) -> Result<(ClientStream, Arc<Account>), Broken> {
     let mut stream = pending.0;
     let credentials = read_credentials(&mut stream)
         .await
@@ -230,7 +301,7 @@ async fn rfc1929(
         .write_all(&[RFC1929_VERSION, AUTH_SUCCEEDED])
         .await
         .map_err(|_| Broken::off())?;
-    Ok((Rfc1929Done(stream).finish_auth(), account))
+    Ok((stream, account))
 }
 
 async fn read_credentials(stream: &mut ClientStream) -> Option<Credentials> {

@@ -85,9 +85,15 @@ impl CloseOut {
     pub fn failed(&mut self, err: &ProxyError, status: u16) {
         self.ctx.failed(err, status);
         if err.never_reached_origin() {
-            if let Some(grant) = self.grant.take() {
-                grant.give_back().detach();
-            }
+            self.give_back();
+        }
+    }
+
+    /// The client left before the request reached its destination: its
+    /// daily-cap and batch consumption are given back.
+    pub fn give_back(&mut self) {
+        if let Some(grant) = self.grant.take() {
+            grant.give_back().detach();
         }
     }
 

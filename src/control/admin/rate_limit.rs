@@ -87,12 +87,13 @@ fn available(free_policy: bool, plan: Plan) -> bool {
     free_policy || plan == Plan::Paid
 }
 
-/// A policy's limits as flat keys, with its `backoff` (statuses and
-/// pauses) when it has one.
+/// A policy's limits as flat keys, with its `guard` and its `backoff`
+/// (statuses and pauses) when it has one.
 fn policy_limits(policy: &Policy) -> Map<String, Value> {
     let mut limits = flat(&policy.limits);
+    let pause = |d| humantime::format_duration(d).to_string();
+    limits.insert("guard".into(), json!(pause(policy.guard)));
     if let Some(backoff) = &policy.backoff {
-        let pause = |d| humantime::format_duration(d).to_string();
         limits.insert(
             "backoff".into(),
             json!({
