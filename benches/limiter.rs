@@ -2,8 +2,8 @@
 //! the same run.
 //!
 //! - `pacer_admit_three_limits`: one request (no action, so every `all`
-//!   limit applies) admitted under `all_per_hour = 1000000` (split-budget
-//!   GCRA on governor), `all_daily_cap` and `concurrent_limit`, round-robin
+//!   limit applies) admitted under `all_per_hour = 1000000` (pacer's own
+//!   departure-aware split-budget GCRA), `all_daily_cap` and `concurrent_limit`, round-robin
 //!   over 100,000 accounts; the grant is dropped at once (releasing the
 //!   concurrency slot).
 //! - `pacer_admit_small_window`: the same with `all_per_minute = 8` (the
