@@ -4,8 +4,13 @@
 //! Values carry their own spans (`toml::Spanned` in the file shape); keys
 //! cannot (`serde_ignored` breaks `Spanned` map keys), so errors about a key
 //! (an unknown key, a bad limit key, a missing table entry) look the key up
-//! here by its path.
+//! here by its path, one map lookup per step.
+//!
+//! Lines are found through a [`LineIndex`] (the offset of every newline,
+//! built once, on the first position asked for) by binary search, so
+//! locating is logarithmic in the file and a valid file never pays for it.
 
+use std::cell::OnceCell;
 use std::ops::Range;
 
 use toml::de::{DeTable, DeValue};
@@ -24,14 +29,19 @@ pub enum Seg {
 pub struct Document<'a> {
     src: &'a str,
     root: Spanned<DeTable<'a>>,
+    lines: OnceCell<LineIndex<'a>>,
 }
 
 impl<'a> Document<'a> {
     /// Parses the TOML syntax; a syntax error is the only error reported.
     pub fn parse(src: &'a str) -> Result<Self, ConfigError> {
         match DeTable::parse(src) {
-            Ok(root) => Ok(Document { src, root }),
-            Err(e) => Err(error_at(src, e.span().unwrap_or(0..0), e.message())),
+            Ok(root) => Ok(Document {
+                src,
+                root,
+                lines: OnceCell::new(),
+            }),
+            Err(e) => Err(LineIndex::new(src).error(e.span().unwrap_or(0..0), e.message())),
         }
     }
 
@@ -42,7 +52,16 @@ impl<'a> Document<'a> {
 
     /// An error at a byte range of the source.
     pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        error_at(self.src, span, message)
+        self.line_index().error(span, message)
+    }
+
+    /// 1-based line of a byte offset.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.line_index().line_column(offset).0
+    }
+
+    fn line_index(&self) -> &LineIndex<'a> {
+        self.lines.get_or_init(|| LineIndex::new(self.src))
     }
 
     /// An error at the key named by `keys` (table keys only), or at the
@@ -77,32 +96,51 @@ fn lookup<'t, 'a>(
     table: &'t DeTable<'a>,
     key: &str,
 ) -> Option<(Range<usize>, &'t Spanned<DeValue<'a>>)> {
-    table
-        .iter()
-        .find(|(k, _)| k.get_ref().as_ref() == key)
-        .map(|(k, v)| (k.span(), v))
+    table.get_key_value(key).map(|(k, v)| (k.span(), v))
 }
 
-/// Builds an error at a byte offset range (its start) of `src`.
-pub fn error_at(src: &str, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-    let (line, column) = line_column(src, span.start);
-    ConfigError {
-        line,
-        column,
-        message: message.into(),
-    }
+/// A text with the byte offset of every newline, in order.
+pub struct LineIndex<'a> {
+    src: &'a str,
+    newlines: Vec<usize>,
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_column(src: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(src.len());
-    while !src.is_char_boundary(offset) {
-        offset -= 1;
+impl<'a> LineIndex<'a> {
+    /// Indexes `src` (one pass).
+    pub fn new(src: &'a str) -> Self {
+        let newlines = src
+            .bytes()
+            .enumerate()
+            .filter_map(|(i, b)| (b == b'\n').then_some(i))
+            .collect();
+        LineIndex { src, newlines }
     }
-    let before = &src[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = before.matches('\n').count() + 1;
-    (line, before[line_start..].chars().count() + 1)
+
+    /// An error at a byte range (its start) of the text.
+    pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = self.line_column(span.start);
+        ConfigError {
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_column(&self, offset: usize) -> (usize, usize) {
+        let src = self.src;
+        let mut offset = offset.min(src.len());
+        while !src.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = self.newlines.partition_point(|&n| n < offset);
+        let line_start = match before {
+            0 => 0,
+            n => self.newlines[n - 1] + 1,
+        };
+        let column = src.get(line_start..offset).map_or(0, |s| s.chars().count());
+        (before + 1, column + 1)
+    }
 }
 
 /// Errors in file order, without exact duplicates.
@@ -133,6 +171,10 @@ pub fn table_label(path: &[Seg]) -> String {
 mod tests {
     use super::*;
 
+    fn line_column(src: &str, offset: usize) -> (usize, usize) {
+        LineIndex::new(src).line_column(offset)
+    }
+
     #[test]
     fn line_and_column() {
         let src = "a = 1\nbé = 2\n\nc";
@@ -143,6 +185,9 @@ mod tests {
         assert_eq!(line_column(src, 10), (2, 4));
         assert_eq!(line_column(src, src.len()), (4, 2));
         assert_eq!(line_column(src, 999), (4, 2));
+        assert_eq!(line_column(src, 5), (1, 6), "the newline ends its line");
+        assert_eq!(line_column("", 0), (1, 1));
+        assert_eq!(line_column("\n\n", 2), (3, 1));
     }
 
     #[test]

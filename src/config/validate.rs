@@ -14,6 +14,8 @@ mod accounts;
 mod rules;
 mod sections;
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::ops::Range;
 use std::str::FromStr;
 use std::time::Duration;
@@ -71,6 +73,31 @@ pub fn build(
     }
 }
 
+/// What a section has seen so far, each with the offset it was first
+/// written at: a duplicate is found in constant time, and its "first at
+/// line N" is located only when there is one.
+struct FirstSeen<K> {
+    at: HashMap<K, usize>,
+}
+
+impl<K: Hash + Eq> FirstSeen<K> {
+    fn new() -> Self {
+        FirstSeen { at: HashMap::new() }
+    }
+
+    /// Records `key`, written at `span`; for a key seen before, the offset
+    /// where it was first written (and nothing is recorded).
+    fn earlier(&mut self, key: K, span: &Range<usize>) -> Option<usize> {
+        match self.at.entry(key) {
+            std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(span.start);
+                None
+            }
+        }
+    }
+}
+
 /// Validation context: the document (for positions), the environment and
 /// the errors found so far.
 pub struct Ctx<'d, 'a> {
@@ -102,9 +129,9 @@ impl Ctx<'_, '_> {
         self.doc.span_of(&path)
     }
 
-    /// 1-based line of a span, for "first defined at line N" notes.
-    fn line_of(&self, span: Range<usize>) -> usize {
-        self.doc.error(span, "").line
+    /// 1-based line of a byte offset, for "first defined at line N" notes.
+    fn line_of(&self, offset: usize) -> usize {
+        self.doc.line_of(offset)
     }
 
     fn env(&self, name: &str) -> Option<String> {

@@ -8,12 +8,12 @@
 //! are an error. An account with errors is still returned when it has an
 //! id, so a listener bound to it does not add an "unknown account" error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use toml::Spanned;
 
 use super::rules::policy_ref;
-use super::Ctx;
+use super::{Ctx, FirstSeen};
 use crate::config::file::{AccountFile, Text, UpstreamFile};
 use crate::config::{
     account_id_problem, AccountConfig, AccountRoute, AccountType, CountryCode, Plan, Policy,
@@ -26,16 +26,17 @@ pub struct Known<'k> {
     pub types: &'k BTreeMap<String, AccountType>,
     /// Countries of every pool entry whose country is valid (even if its
     /// URL is not, to avoid cascading errors).
-    pub countries: &'k [CountryCode],
+    pub countries: &'k BTreeSet<CountryCode>,
 }
 
 /// The pool, and the countries it serves.
 pub fn upstreams(
     cx: &mut Ctx,
     list: &[Spanned<UpstreamFile>],
-) -> (Vec<UpstreamConfig>, Vec<CountryCode>) {
-    let mut pool: Vec<(UpstreamConfig, usize)> = Vec::new();
-    let mut countries = Vec::new();
+) -> (Vec<UpstreamConfig>, BTreeSet<CountryCode>) {
+    let mut pool = Vec::with_capacity(list.len());
+    let mut seen = FirstSeen::new();
+    let mut countries = BTreeSet::new();
     for entry in list {
         let f = entry.get_ref();
         let country = match &f.country {
@@ -50,20 +51,18 @@ pub fn upstreams(
         let (Some(url), Some(country), Some(text)) = (url, country, &f.url) else {
             continue;
         };
-        if let Some((_, line)) = pool.iter().find(|(u, _)| same_proxy(&u.url, &url)) {
+        let proxy = (url.scheme, url.host.clone(), url.port, url.username.clone());
+        if let Some(first) = seen.earlier(proxy, &text.span()) {
+            let line = cx.line_of(first);
             cx.at(
                 text,
                 format!("duplicate upstream `{url}` (first at line {line})"),
             );
             continue;
         }
-        pool.push((UpstreamConfig { url, country }, cx.line_of(text.span())));
+        pool.push(UpstreamConfig { url, country });
     }
-    (pool.into_iter().map(|(u, _)| u).collect(), countries)
-}
-
-fn same_proxy(a: &UpstreamUrl, b: &UpstreamUrl) -> bool {
-    (a.scheme, &a.host, a.port, &a.username) == (b.scheme, &b.host, b.port, &b.username)
+    (pool, countries)
 }
 
 fn upstream_url(cx: &mut Ctx, text: &Text, key: &str) -> Option<UpstreamUrl> {
@@ -75,14 +74,15 @@ fn upstream_url(cx: &mut Ctx, text: &Text, key: &str) -> Option<UpstreamUrl> {
 
 /// Every account with an id, in file order; ids must be unique.
 pub fn accounts(cx: &mut Ctx, list: &[Spanned<AccountFile>], known: &Known) -> Vec<AccountConfig> {
-    let mut seen: Vec<(String, usize)> = Vec::new();
-    let mut out = Vec::new();
+    let mut seen = FirstSeen::new();
+    let mut out = Vec::with_capacity(list.len());
     for entry in list {
         let Some(id) = &entry.get_ref().id else {
             cx.at(entry, "account needs an `id`");
             continue;
         };
-        if let Some((_, line)) = seen.iter().find(|(s, _)| s == id.get_ref()) {
+        if let Some(first) = seen.earlier(id.get_ref().as_str(), &id.span()) {
+            let line = cx.line_of(first);
             cx.at(
                 id,
                 format!(
@@ -92,7 +92,6 @@ pub fn accounts(cx: &mut Ctx, list: &[Spanned<AccountFile>], known: &Known) -> V
             );
             continue;
         }
-        seen.push((id.get_ref().clone(), cx.line_of(id.span())));
         out.push(account(cx, entry, id, known));
     }
     out
@@ -193,7 +192,7 @@ fn resolve_policy(cx: &mut Ctx, entry: &Spanned<AccountFile>, id: &str, known: &
     }
 }
 
-fn route(cx: &mut Ctx, f: &AccountFile, id: &str, countries: &[CountryCode]) -> AccountRoute {
+fn route(cx: &mut Ctx, f: &AccountFile, id: &str, countries: &BTreeSet<CountryCode>) -> AccountRoute {
     match (&f.upstream, &f.country) {
         (Some(_), Some(c)) => cx.fail(
             c,

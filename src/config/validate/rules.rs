@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::Method;
 use toml::Spanned;
 
-use super::Ctx;
+use super::{Ctx, FirstSeen};
 use crate::config::file::{
     AccountTypeFile, ActionFile, BackoffFile, DurationText, LimitTable, PolicyFile, Text,
 };
@@ -21,7 +21,7 @@ use crate::config::{
 };
 
 pub fn actions(cx: &mut Ctx, list: &[Spanned<ActionFile>]) -> Vec<ActionRule> {
-    let mut seen: Vec<(String, usize)> = Vec::new();
+    let mut seen = FirstSeen::new();
     let mut out = Vec::new();
     for entry in list {
         let f = entry.get_ref();
@@ -32,7 +32,8 @@ pub fn actions(cx: &mut Ctx, list: &[Spanned<ActionFile>]) -> Vec<ActionRule> {
         if let Err(message) = check_action_name(name.get_ref()) {
             cx.at(name, message);
         }
-        if let Some((_, line)) = seen.iter().find(|(n, _)| n == name.get_ref()) {
+        if let Some(first) = seen.earlier(name.get_ref().as_str(), &name.span()) {
+            let line = cx.line_of(first);
             cx.at(
                 name,
                 format!(
@@ -42,7 +43,6 @@ pub fn actions(cx: &mut Ctx, list: &[Spanned<ActionFile>]) -> Vec<ActionRule> {
             );
             continue;
         }
-        seen.push((name.get_ref().clone(), cx.line_of(name.span())));
         out.push(ActionRule {
             name: name.get_ref().clone(),
             methods: f.methods.as_ref().and_then(|m| methods(cx, m)),

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::rules::{glob, GlobKind};
-use super::Ctx;
+use super::{Ctx, FirstSeen};
 use crate::config::file::{
     AdminFile, ListenerFile, MitmFile, RoutingFile, ServerFile, StateFile, Text, TlsFile,
 };
@@ -100,7 +100,7 @@ pub fn listeners(
         );
         return Vec::new();
     };
-    let mut seen: Vec<(SocketAddr, usize)> = Vec::new();
+    let mut seen = FirstSeen::new();
     let mut out = Vec::new();
     for entry in list.get_ref() {
         let Some(listener) = listener(cx, entry, accounts) else {
@@ -108,8 +108,7 @@ pub fn listeners(
         };
         let addr_text = entry.get_ref().addr.as_ref();
         if let (Some(text), true) = (addr_text, listener.addr.port() != 0) {
-            check_unique_addr(cx, text, listener.addr, &seen, admin_addr);
-            seen.push((listener.addr, cx.line_of(text.span())));
+            check_unique_addr(cx, text, listener.addr, &mut seen, admin_addr);
         }
         out.push(listener);
     }
@@ -120,10 +119,11 @@ fn check_unique_addr(
     cx: &mut Ctx,
     text: &Text,
     addr: SocketAddr,
-    seen: &[(SocketAddr, usize)],
+    seen: &mut FirstSeen<SocketAddr>,
     admin: SocketAddr,
 ) {
-    if let Some((_, line)) = seen.iter().find(|(a, _)| *a == addr) {
+    if let Some(first) = seen.earlier(addr, &text.span()) {
+        let line = cx.line_of(first);
         cx.at(
             text,
             format!("duplicate listener address `{addr}` (first at line {line})"),
