@@ -221,10 +221,10 @@ impl Server {
         tokio::spawn(admin::serve(control.clone(), admin));
         let roots = engine.clone();
         tokio::spawn(async move { roots.egress.tls.preload().await });
-        let compactor = tokio::spawn(control.clone().compact_limiters());
+        let sweeper = tokio::spawn(control.clone().free_idle());
         let flusher = tokio::spawn(control.clone().flush_usage());
         stop.await;
-        compactor.abort();
+        sweeper.abort();
         tracing::info!("shutting down");
         engine.shutdown.begin();
         let drained = engine.shutdown.drain(engine.settings.shutdown_grace).await;

@@ -22,8 +22,8 @@ use crate::state::store::Store;
 /// How often changed usage is written even when no account is near its
 /// headroom.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-/// How often idle accounts' rolling windows are freed.
-const COMPACT_EVERY: Duration = Duration::from_secs(60);
+/// How often what idle accounts hold is freed.
+const FREE_IDLE_EVERY: Duration = Duration::from_secs(60);
 
 /// The control plane's state.
 pub struct Control {
@@ -71,13 +71,19 @@ impl Control {
         }
     }
 
-    /// Frees idle accounts' limiter memory, until the task is aborted.
-    pub async fn compact_limiters(self: Arc<Self>) {
-        let mut every = tokio::time::interval(COMPACT_EVERY);
+    /// Frees what idle accounts hold (rolling windows, sticky choices;
+    /// [`crate::state::snapshot::Snapshot::free_idle`]) every minute, on
+    /// the blocking pool, until the task is aborted.
+    pub async fn free_idle(self: Arc<Self>) {
+        let mut every = tokio::time::interval(FREE_IDLE_EVERY);
         loop {
             every.tick().await;
-            for account in self.engine.snapshot.load().accounts.iter() {
-                account.limiter.compact(&self.engine.clock);
+            let engine = self.engine.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                engine.snapshot.load().free_idle(&engine.clock);
+            });
+            if let Err(err) = swept.await {
+                tracing::error!(%err, "idle sweep failed");
             }
         }
     }

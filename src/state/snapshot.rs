@@ -25,6 +25,7 @@ use crate::config::{AccountType, Config, HostGlobs, Policy};
 use crate::egress::route::Router;
 use crate::egress::upstream::EgressSettings;
 use crate::policy::classify::Classifier;
+use crate::policy::limit::clock::Clock;
 use crate::policy::limit::policy::PolicyLimits;
 
 /// The reloadable part of the running proxy.
@@ -47,6 +48,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Frees what idle accounts hold: rolling windows that could refuse
+    /// nothing more, and sticky choices unused for
+    /// [`crate::egress::route::STICKY_IDLE`]. Both are rebuilt on the
+    /// account's next request.
+    pub fn free_idle(&self, clock: &Clock) {
+        for account in self.accounts.iter() {
+            account.limiter.compact(clock);
+        }
+        self.router.forget_idle(tokio::time::Instant::now());
+    }
+
     /// `account`'s settings with `changes` instead of its current ones.
     pub fn settings_with(
         &self,
@@ -147,7 +159,10 @@ impl Snapshot {
         let accounts = Accounts::build(&config.accounts, &sources).map_err(anyhow::Error::msg)?;
         let router = Router::new(config, egress.clone(), previous.map(|p| &*p.router));
         for account in accounts.iter() {
-            router.set_route(&account.id, &account.settings.load().route);
+            let route = &account.settings.load().route;
+            if *route != account.config.route {
+                router.set_route(&account.id, route);
+            }
         }
         Ok(Snapshot {
             intercepted_hosts: Arc::new(

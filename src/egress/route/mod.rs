@@ -7,6 +7,14 @@
 //! A request asks it for a [`Plan`] (in `plan.rs`), which hands out hops
 //! and takes each attempt's outcome; `pick.rs` chooses within a pool.
 //!
+//! The sticky memory holds only accounts that left their first choice
+//! (the rendezvous order's top member: remembering it would change no
+//! choice), and forgets an account that has not succeeded through its pool
+//! for [`STICKY_IDLE`] ([`Router::forget_idle`], run by the periodic
+//! sweep): its next request starts from its first choice again, as after
+//! a restart. So the memory follows the accounts in use, not every
+//! account ever routed.
+//!
 //! A pool member that fails (refused, timed out, broken handshake,
 //! credentials rejected) sits out `failure_cooldown`: it is not tried,
 //! even when every member of its pool is sitting out (the request then
@@ -42,8 +50,20 @@ pub struct Router {
     settings: Arc<EgressSettings>,
     pools: HashMap<CountryCode, Pool>,
     routes: RwLock<HashMap<Arc<str>, Route>>,
-    /// Account id → identity of the pool member it last succeeded with.
-    sticky: Mutex<HashMap<Arc<str>, u64>>,
+    /// Account id → the pool member it last succeeded with, when that is
+    /// not its first choice.
+    sticky: Mutex<HashMap<Arc<str>, Sticky>>,
+}
+
+/// How long an account's sticky choice outlives its last success.
+pub const STICKY_IDLE: Duration = Duration::from_secs(3600);
+
+/// A remembered pool member.
+#[derive(Clone, Copy)]
+struct Sticky {
+    identity: u64,
+    /// The last success through it.
+    used: Instant,
 }
 
 /// Where an account's requests go.
@@ -266,14 +286,36 @@ impl Router {
 
     fn remembered(&self, account: &str) -> Option<u64> {
         let sticky = self.sticky.lock().unwrap_or_else(PoisonError::into_inner);
-        sticky.get(account).copied()
+        sticky.get(account).map(|s| s.identity)
     }
 
-    fn remember(&self, account: &Arc<str>, identity: u64) {
+    /// `account` succeeded through the member `identity` of a pool whose
+    /// first choice for it is `first`.
+    fn remember(&self, account: &Arc<str>, identity: u64, first: Option<u64>) {
         let mut sticky = self.sticky.lock().unwrap_or_else(PoisonError::into_inner);
-        if sticky.get(account) != Some(&identity) {
-            sticky.insert(account.clone(), identity);
+        if first == Some(identity) {
+            sticky.remove(account);
+            return;
         }
+        let used = Instant::now();
+        match sticky.get_mut(account) {
+            Some(kept) => *kept = Sticky { identity, used },
+            None => {
+                sticky.insert(account.clone(), Sticky { identity, used });
+            }
+        }
+    }
+
+    /// Forgets the sticky choice of every account whose last success is
+    /// [`STICKY_IDLE`] or more before `now`; returns how many accounts
+    /// are still remembered.
+    pub fn forget_idle(&self, now: Instant) -> usize {
+        let mut sticky = self.sticky.lock().unwrap_or_else(PoisonError::into_inner);
+        sticky.retain(|_, kept| now.saturating_duration_since(kept.used) < STICKY_IDLE);
+        if sticky.capacity() > 2 * sticky.len() {
+            sticky.shrink_to_fit();
+        }
+        sticky.len()
     }
 }
 

@@ -47,6 +47,12 @@ pub fn choose(choice: &Choice<'_>, ids: &[u64], eligible: impl Fn(usize) -> bool
     }
 }
 
+/// The identity of the member a sticky `account` tries first when it
+/// remembers none (the highest score of the whole pool).
+pub fn first_choice(account: u64, ids: &[u64]) -> Option<u64> {
+    rendezvous(account, ids, &|_| true).map(|i| ids[i])
+}
+
 /// The eligible member with the highest score for `account`.
 fn rendezvous(account: u64, ids: &[u64], eligible: &impl Fn(usize) -> bool) -> Option<usize> {
     (0..ids.len())

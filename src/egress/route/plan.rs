@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::pick::{choose, stable_hash, Choice};
+use super::pick::{choose, first_choice, stable_hash, Choice};
 use super::{Member, Route, RouteError, Router, Upstream};
 use crate::config::{CountryCode, RoutingStrategy};
 use crate::egress::error::EgressError;
@@ -140,7 +140,9 @@ impl<'r> Plan<'r> {
     /// Notes a successful attempt: a sticky account stays with its member.
     pub fn succeeded(&self, hop: &Hop) {
         if let (Hop::Pooled(member), RoutingStrategy::Sticky) = (hop, self.router.strategy) {
-            self.router.remember(&self.account, member.identity);
+            let pool = self.country().and_then(|c| self.router.pools.get(&c));
+            let first = pool.and_then(|p| first_choice(stable_hash(self.account.as_bytes()), &p.ids));
+            self.router.remember(&self.account, member.identity, first);
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::RouteError;
-use super::{Hop, Router};
+use super::{Hop, Router, STICKY_IDLE};
 use crate::config::{self, TlsConfig};
 use crate::egress::error::EgressError;
 use crate::egress::tls::TlsClient;
@@ -189,4 +189,33 @@ async fn budgets() {
     assert!(router.plan(&custom).next_hop().is_ok(), "and no cooldown");
     let unknown: Arc<str> = Arc::from("nobody");
     assert!(matches!(router.plan(&unknown).next_hop(), Ok(Hop::Direct)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn sticky_memory_holds_accounts_off_their_first_choice_until_idle() {
+    let router = router("failure_cooldown = \"30s\"");
+    let account: Arc<str> = Arc::from("a");
+    let mut plan = router.plan(&account);
+    let first = plan.next_hop().expect("first");
+    plan.succeeded(&first);
+    let now = tokio::time::Instant::now;
+    assert_eq!(router.forget_idle(now()), 0, "a first choice is not stored");
+    let mut plan = router.plan(&account);
+    let hop = plan.next_hop().expect("first again");
+    assert_eq!(label(&hop), label(&first));
+    plan.failed(&hop, refused(&hop)).expect("may move on");
+    let second = plan.next_hop().expect("second");
+    plan.succeeded(&second);
+    assert_eq!(router.forget_idle(now()), 1, "the failover is stored");
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let mut plan = router.plan(&account);
+    let hop = plan.next_hop().expect("hop");
+    assert_eq!(label(&hop), label(&second), "sticks after the cooldown");
+    plan.succeeded(&hop);
+    tokio::time::advance(STICKY_IDLE - Duration::from_secs(1)).await;
+    assert_eq!(router.forget_idle(now()), 1, "a success renews it");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(router.forget_idle(now()), 0, "idle for STICKY_IDLE");
+    let hop = router.plan(&account).next_hop().expect("hop");
+    assert_eq!(label(&hop), label(&first), "back to the first choice");
 }
