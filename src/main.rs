@@ -15,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 use std::sync::Arc;
 
 use pacer::config::{self, Config};
-use pacer::control::Control;
+use pacer::control::{reload, Control};
 use pacer::server::Server;
 
 /// jemalloc: less memory per idle connection and cheaper allocation than
@@ -153,16 +153,12 @@ async fn serve(config: &Config, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reloads the config file (SIGHUP), off the async threads.
+/// Reloads the config file (SIGHUP), off the async threads; the reload
+/// logs its outcome.
 async fn reload(control: Arc<Control>) {
-    match tokio::task::spawn_blocking(move || pacer::control::reload::reload(&control)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(errors)) => {
-            for error in errors {
-                tracing::error!(%error, "config reload refused; the running config stays");
-            }
-        }
-        Err(err) => tracing::error!(%err, "config reload failed"),
+    let reloading = move || reload::reload(&control, reload::Trigger::Signal);
+    if let Err(err) = tokio::task::spawn_blocking(reloading).await {
+        tracing::error!(%err, "config reload failed");
     }
 }
 

@@ -19,9 +19,47 @@ use crate::config::{self, Config};
 use crate::state::persist;
 use crate::state::snapshot::Snapshot;
 
-/// Reloads the config file; on refusal, the errors (one per line). Blocks
-/// on the store and the write lock: call it off the async threads.
-pub fn reload(control: &Control) -> Result<Value, Vec<String>> {
+/// What asked for a reload, named in its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// SIGHUP.
+    Signal,
+    /// `POST /v1/reload`.
+    Api,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Signal => "SIGHUP",
+            Trigger::Api => "POST /v1/reload",
+        }
+    }
+}
+
+/// Reloads the config file; on refusal, the errors (one per line), each
+/// also logged as an error, whatever the trigger. Blocks on the store and
+/// the write lock: call it off the async threads.
+pub fn reload(control: &Control, trigger: Trigger) -> Result<Value, Vec<String>> {
+    let outcome = apply(control);
+    let trigger = trigger.as_str();
+    let path = control
+        .config_path
+        .get()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    match &outcome {
+        Ok(summary) => tracing::info!(trigger, %path, %summary, "config reloaded"),
+        Err(errors) => {
+            for error in errors {
+                tracing::error!(trigger, %path, %error, "config reload refused; the running config stays");
+            }
+        }
+    }
+    outcome
+}
+
+fn apply(control: &Control) -> Result<Value, Vec<String>> {
     let Some(path) = control.config_path.get() else {
         return Err(vec![
             "pacer was started without a config file to reload".into()
@@ -56,7 +94,6 @@ pub fn reload(control: &Control) -> Result<Value, Vec<String>> {
         "accounts": snapshot.accounts.len(),
     });
     engine.snapshot.store(Arc::new(snapshot));
-    tracing::info!(path = %path.display(), %summary, "config reloaded");
     Ok(summary)
 }
 

@@ -33,7 +33,8 @@ pub fn metrics(app: &Control) -> Response<ProxyBody> {
 /// `errors/invalid_parameters` with every error under `errors`.
 pub async fn reload(app: &Arc<Control>) -> Result<Response<ProxyBody>, AdminError> {
     let reloading = app.clone();
-    let outcome = tokio::task::spawn_blocking(move || reload::reload(&reloading)).await;
+    let outcome =
+        tokio::task::spawn_blocking(move || reload::reload(&reloading, reload::Trigger::Api)).await;
     let outcome = outcome?;
     match outcome {
         Ok(summary) => Ok(json(&json!({"status": "success", "reloaded": summary}))),
