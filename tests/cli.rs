@@ -113,8 +113,8 @@ async fn curl_through_both_listeners_then_sigterm_exits_0() {
         "",
     );
     std::fs::write(&config, toml).expect("write config");
-    let (mut child, addrs) = spawn_pacer(&config, 2).await;
-    let (http, socks) = (addrs[0].as_str(), addrs[1].as_str());
+    let (mut child, addrs, mut log) = spawn_pacer_logged(&config, 3).await;
+    let (http, socks, admin) = (addrs[0].as_str(), addrs[1].as_str(), addrs[2].as_str());
     let url = origin.url("/");
 
     let proxy = format!("http://acct-1:{SECRET}@{}", http);
@@ -162,6 +162,17 @@ async fn curl_through_both_listeners_then_sigterm_exits_0() {
     assert!(reloaded, "acct-9 is accepted after SIGHUP");
     std::fs::write(&config, "[[listeners]]\nbroken = true\n").expect("config");
     signal(&child, "-HUP").await;
+    let refused = ["ERROR", "config reload refused", "unknown key `broken`"];
+    let line = log.wait_for(&refused, Duration::from_secs(10)).await;
+    assert!(line.contains("trigger=\"SIGHUP\""), "{line}");
+    assert_eq!(curl(&["-x", &newcomer, &url]).await, (true, "hello".into()));
+    // The same refusal through the admin API is logged the same way.
+    let reload = format!("http://{admin}/v1/reload");
+    let key = "X-API-KEY: test-admin-key";
+    let (_, answer) = curl(&["-X", "POST", "-H", key, "-w", "%{http_code}", &reload]).await;
+    assert!(answer.ends_with("400"), "{answer}");
+    let line = log.wait_for(&refused, Duration::from_secs(10)).await;
+    assert!(line.contains("trigger=\"POST /v1/reload\""), "{line}");
     assert_eq!(curl(&["-x", &newcomer, &url]).await, (true, "hello".into()));
 
     signal(&child, "-TERM").await;
