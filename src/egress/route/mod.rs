@@ -178,6 +178,15 @@ fn identity(url: &UpstreamUrl) -> u64 {
     stable_hash(text.as_bytes())
 }
 
+/// The index in `pool` of the upstream a sticky `account` tries first
+/// when it remembers none and every member may be tried: the same on
+/// every run, so an operator (or a test) can tell where an account goes.
+pub fn first_choice(account: &str, pool: &[UpstreamUrl]) -> Option<usize> {
+    let ids: Vec<u64> = pool.iter().map(identity).collect();
+    let first = pick::first_choice(stable_hash(account.as_bytes()), &ids)?;
+    ids.iter().position(|&id| id == first)
+}
+
 impl Router {
     /// The routes of every configured account, and the pools of
     /// `[[upstreams]]`; each member's attempt counts carry over from the
