@@ -102,7 +102,11 @@ async fn keeps_client_connections_alive_and_pools_origin_connections() {
 #[tokio::test]
 async fn connect_tunnels_carry_bytes_both_ways_with_half_close() {
     let echo = echo_server().await;
-    let proxy = Proxy::default().await;
+    // An idle timeout far beyond the read's: only the echo server's close,
+    // passed on by pacer, ends the tunnel in time.
+    let proxy =
+        Proxy::start(&base_config("").replace("idle_timeout = \"3s\"", "idle_timeout = \"60s\""))
+            .await;
     let mut stream = TcpStream::connect(proxy.http).await.expect("connect");
     let request = format!(
         "CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\nProxy-Authorization: {}\r\n\r\n",
@@ -179,7 +183,7 @@ async fn unreachable_destinations_are_provider_errors() {
     )
     .await;
     let connect = format!(
-        "CONNECT {dead} HTTP/1.1\r\nHost: {dead}\r\nProxy-Authorization: {}\r\n\r\n",
+        "CONNECT {dead} HTTP/1.1\r\nHost: {dead}\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
         basic_auth()
     );
     let raw = raw_exchange(proxy.http, connect.as_bytes(), Duration::from_secs(2)).await;

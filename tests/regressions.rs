@@ -1005,7 +1005,9 @@ async fn a_reload_waits_for_the_admin_write_lock() {
     let control = server.control();
     let writing = control.writes.lock().await;
     let reloading = control.clone();
-    let reload = tokio::task::spawn_blocking(move || pacer::control::reload::reload(&reloading, pacer::control::reload::Trigger::Api));
+    let reload = tokio::task::spawn_blocking(move || {
+        pacer::control::reload::reload(&reloading, pacer::control::reload::Trigger::Api)
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !reload.is_finished(),

@@ -55,7 +55,13 @@ async fn a_bound_listener_needs_no_credentials() {
 #[tokio::test]
 async fn wrong_credentials_get_status_1_and_a_closed_connection() {
     let origin = Origin::start().await;
-    let proxy = Proxy::default().await;
+    // A handshake timeout far beyond the read's: only pacer's own close
+    // after the refusal ends the connection in time.
+    let toml = base_config("").replace(
+        "header_read_timeout = \"2s\"",
+        "header_read_timeout = \"60s\"",
+    );
+    let proxy = Proxy::start(&toml).await;
     for (user, pass) in [
         (&b"acct-1"[..], &b"wrong"[..]),
         (b"nobody", SECRET.as_bytes()),

@@ -137,7 +137,7 @@ async fn tunnels_are_one_connect_request_and_refused_with_429_or_0x02() {
     ))
     .await;
     let connect = format!(
-        "CONNECT {} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\n\r\n",
+        "CONNECT {} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
         origin.addr,
         basic_auth()
     );

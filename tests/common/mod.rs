@@ -327,18 +327,23 @@ pub async fn closed_port() -> SocketAddr {
     addr
 }
 
-/// Sends raw bytes and reads the whole answer until the server closes (or
-/// `within` passes).
+/// Sends raw bytes and reads the whole answer until the server closes;
+/// panics when it is still open after `within`.
 pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let _ = stream.write_all(bytes).await;
     read_until_close(&mut stream, within).await
 }
 
-/// Reads until EOF or `within` passes.
+/// Reads until the server closes the connection (EOF or reset); panics
+/// when it is still open after `within`.
 pub async fn read_until_close(stream: &mut TcpStream, within: Duration) -> Vec<u8> {
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(within, stream.read_to_end(&mut out)).await;
+    let read = tokio::time::timeout(within, stream.read_to_end(&mut out)).await;
+    if read.is_err() {
+        let text = String::from_utf8_lossy(&out);
+        panic!("the connection is still open after {within:?}; read so far: {text:?}");
+    }
     out
 }
 
