@@ -192,7 +192,12 @@ fn resolve_policy(cx: &mut Ctx, entry: &Spanned<AccountFile>, id: &str, known: &
     }
 }
 
-fn route(cx: &mut Ctx, f: &AccountFile, id: &str, countries: &BTreeSet<CountryCode>) -> AccountRoute {
+fn route(
+    cx: &mut Ctx,
+    f: &AccountFile,
+    id: &str,
+    countries: &BTreeSet<CountryCode>,
+) -> AccountRoute {
     match (&f.upstream, &f.country) {
         (Some(_), Some(c)) => cx.fail(
             c,

@@ -141,7 +141,8 @@ impl<'r> Plan<'r> {
     pub fn succeeded(&self, hop: &Hop) {
         if let (Hop::Pooled(member), RoutingStrategy::Sticky) = (hop, self.router.strategy) {
             let pool = self.country().and_then(|c| self.router.pools.get(&c));
-            let first = pool.and_then(|p| first_choice(stable_hash(self.account.as_bytes()), &p.ids));
+            let first =
+                pool.and_then(|p| first_choice(stable_hash(self.account.as_bytes()), &p.ids));
             self.router.remember(&self.account, member.identity, first);
         }
     }
