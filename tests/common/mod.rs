@@ -181,6 +181,8 @@ pub struct Origin {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
     pub connections: Arc<AtomicUsize>,
+    /// When each request arrived, in order.
+    arrivals: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
 }
 
 impl Origin {
@@ -198,14 +200,21 @@ impl Origin {
         let addr = listener.local_addr().expect("origin addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
+        let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
         let counter = hits.clone();
         let accepted = connections.clone();
+        let arrived = arrivals.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let counter = counter.clone();
+                let arrived = arrived.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
+                        arrived
+                            .lock()
+                            .expect("arrivals")
+                            .push(tokio::time::Instant::now());
                         counter.fetch_add(1, Ordering::SeqCst);
                         origin_answer(req)
                     });
@@ -219,7 +228,13 @@ impl Origin {
             addr,
             hits,
             connections,
+            arrivals,
         }
+    }
+
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<tokio::time::Instant> {
+        self.arrivals.lock().expect("arrivals").clone()
     }
 
     pub fn url(&self, path: &str) -> String {
