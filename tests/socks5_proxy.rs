@@ -27,10 +27,7 @@ async fn password_auth_and_domain_or_ip_targets() {
 
 #[tokio::test]
 async fn ipv6_targets() {
-    let Some(origin) = Origin::start_v6().await else {
-        eprintln!("skipping: no IPv6 loopback");
-        return;
-    };
+    let origin = Origin::start_v6().await;
     let proxy = Proxy::default().await;
     let body = socks_get(proxy.socks, ACCT, "::1", origin.addr.port(), "/").await;
     assert_eq!(body.as_deref(), Ok("hello"));
@@ -116,9 +113,9 @@ async fn unresolvable_domains_are_host_unreachable() {
     let proxy = Proxy::default().await;
     let mut stream = TcpStream::connect(proxy.socks).await.expect("connect");
     socks_authenticate(&mut stream, b"acct-1", SECRET.as_bytes()).await;
-    let name = b"no-such-host.invalid";
+    let name = unresolvable_name();
     let mut request = vec![5, 1, 0, 3, name.len() as u8];
-    request.extend_from_slice(name);
+    request.extend_from_slice(name.as_bytes());
     request.extend_from_slice(&80u16.to_be_bytes());
     stream.write_all(&request).await.expect("command");
     let mut reply = [0u8; 2];

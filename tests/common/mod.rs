@@ -191,9 +191,12 @@ impl Origin {
         Self::serve(listener).await
     }
 
-    pub async fn start_v6() -> Option<Origin> {
-        let listener = TcpListener::bind("[::1]:0").await.ok()?;
-        Some(Self::serve(listener).await)
+    /// An origin on the IPv6 loopback (which the tests need).
+    pub async fn start_v6() -> Origin {
+        let listener = TcpListener::bind("[::1]:0")
+            .await
+            .expect("bind an origin on the IPv6 loopback [::1]");
+        Self::serve(listener).await
     }
 
     async fn serve(listener: TcpListener) -> Origin {
@@ -332,6 +335,14 @@ pub async fn echo_server() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A host name that no resolver sends a query for: its first label is 64
+/// bytes, one over RFC 1035's limit, so the system resolver fails it at
+/// once, locally (a name like `no-such-host.invalid` would be asked of the
+/// machine's DNS server). pacer's own checks accept it (no label limit).
+pub fn unresolvable_name() -> String {
+    format!("{}.invalid", "a".repeat(64))
 }
 
 /// A loopback port with nothing listening.
