@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::accounts::{
-    self, Account, AccountSettings, AccountSources, Accounts, NewAccount, PolicySet,
+    self, Account, AccountSettings, AccountSource, AccountSources, Accounts, NewAccount, PolicySet,
 };
 use super::changes::AccountChanges;
 use super::runtime::{RuntimeAccount, RuntimeAccounts};
@@ -160,7 +160,9 @@ impl Snapshot {
         let router = Router::new(config, egress.clone(), previous.map(|p| &*p.router));
         for account in accounts.iter() {
             let route = &account.settings.load().route;
-            if *route != account.config.route {
+            // Router::new set the config accounts' own routes; runtime
+            // accounts and runtime route changes are set here.
+            if account.source == AccountSource::Runtime || *route != account.profile.route {
                 router.set_route(&account.id, route);
             }
         }

@@ -231,7 +231,8 @@ impl Router {
         routes.insert(Arc::from(account), route);
     }
 
-    /// Forgets an account's sticky choice (it was deleted). Its route
+    /// Forgets an account's sticky choice (it was deleted: its next
+    /// request, should it be created again, starts from its first choice). Its route
     /// stays until the next reload rebuilds the routes: a request of it
     /// still in flight must never fall back to direct.
     pub fn forget(&self, account: &str) {
@@ -242,15 +243,7 @@ impl Router {
     /// Every pool member, by country then in config order.
     pub fn members(&self) -> Vec<MemberView> {
         let now = Instant::now();
-        let mut stuck: HashMap<u64, usize> = HashMap::new();
-        for identity in self
-            .sticky
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-        {
-            *stuck.entry(*identity).or_default() += 1;
-        }
+        let stuck = self.stuck_accounts();
         let mut pools: Vec<_> = self.pools.iter().collect();
         pools.sort_by_key(|(country, _)| country.as_str());
         pools
@@ -265,6 +258,40 @@ impl Router {
                 accounts: stuck.get(&member.identity).copied().unwrap_or(0),
             })
             .collect()
+    }
+
+    /// Under `sticky`, how many pool accounts each member serves: the one
+    /// remembered, else the account's first choice. Other strategies keep
+    /// no sticky choice.
+    fn stuck_accounts(&self) -> HashMap<u64, usize> {
+        let mut stuck = HashMap::new();
+        if self.strategy != RoutingStrategy::Sticky {
+            return stuck;
+        }
+        let pooled: Vec<(Arc<str>, CountryCode)> = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|(account, route)| match route {
+                Route::Country(country) => Some((account.clone(), *country)),
+                Route::Direct | Route::Custom(_) => None,
+            })
+            .collect();
+        let sticky = self.sticky.lock().unwrap_or_else(PoisonError::into_inner);
+        for (account, country) in pooled {
+            let Some(pool) = self.pools.get(&country) else {
+                continue;
+            };
+            let member = sticky
+                .get(&account)
+                .map(|s| s.identity)
+                .or_else(|| pick::first_choice(stable_hash(account.as_bytes()), &pool.ids));
+            if let Some(identity) = member {
+                *stuck.entry(identity).or_default() += 1;
+            }
+        }
+        stuck
     }
 
     fn member_stats(&self, identity: u64) -> Option<Arc<MemberStats>> {

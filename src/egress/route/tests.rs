@@ -146,7 +146,16 @@ async fn members_show_cooldowns_counts_and_stuck_accounts() {
     let before: Vec<(u64, u64)> = members.iter().map(|m| (m.attempts, m.failures)).collect();
     assert_eq!(counts, before, "a reload keeps the counts since start");
     router.forget("a");
-    assert!(router.members().iter().all(|m| m.accounts == 0));
+    let members = router.members();
+    let back = members
+        .iter()
+        .find(|m| label(&first).ends_with(&m.url.authority()))
+        .expect("the first choice");
+    assert_eq!(
+        back.accounts, 1,
+        "a forgotten account is back on its first choice"
+    );
+    assert_eq!(members.iter().map(|m| m.accounts).sum::<usize>(), 1);
 }
 
 #[tokio::test(start_paused = true)]
