@@ -18,19 +18,27 @@ use crate::wire::body::ProxyBody;
 pub const DEFAULT_RECENT: usize = 50;
 
 /// `GET /v1/stats?recent=N&account=ID`: `recent` (default 50, at most
-/// 1000) refusals newest first, of `account` only if given.
+/// 1000: above, 400 `errors/limit_too_high`) refusals newest first, of
+/// `account` only if given.
 pub fn get(app: &Control, request: &Request<Incoming>) -> Result<Response<ProxyBody>, AdminError> {
     let recent = match query_param(request, "recent") {
         None => DEFAULT_RECENT,
-        Some(text) => text.parse::<usize>().map_err(|_| {
-            AdminError::invalid("recent", format!("expected a number from 0 to {RECENT}"))
-        })?,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if n > RECENT => return Err(AdminError::LimitTooHigh(n, RECENT)),
+            Ok(n) => n,
+            Err(_) => {
+                return Err(AdminError::invalid(
+                    "recent",
+                    format!("expected a whole number from 0 to {RECENT}"),
+                ))
+            }
+        },
     };
     let account = query_param(request, "account");
     let now = app.engine.clock.unix_ms();
     let history = app.engine.metrics.history();
     let buckets: Vec<Value> = history.buckets(now).iter().map(bucket_view).collect();
-    let (list, by_account) = history.recent(now, recent.min(RECENT), account.as_deref());
+    let (list, by_account) = history.recent(now, recent, account.as_deref());
     let by_account: Map<String, Value> = by_account
         .iter()
         .map(|(account, limits)| {
