@@ -2,7 +2,6 @@
 //! refusals by type and limit, the bounded recent list, and counts that
 //! stay exact under concurrent adds across a bucket change.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use crate::egress::target::Target;
 use crate::egress::tls::TlsClient;
 use crate::egress::upstream::EgressSettings;
 use crate::state::snapshot::Snapshot;
+use crate::state::store::Stored;
 use crate::telemetry::context::{ListenerKind, CLIENT_CLOSED};
 
 /// 2026-11-22T00:00:00Z, at the start of a bucket.
@@ -26,7 +26,7 @@ fn snapshot() -> Arc<Snapshot> {
         tls: TlsClient::new(&config.tls).expect("tls"),
         pools: 1,
     });
-    Arc::new(Snapshot::build(&config, &HashMap::new(), None, None, &egress).expect("snapshot"))
+    Arc::new(Snapshot::build(&config, &Stored::default(), None, None, &egress).expect("snapshot"))
 }
 
 fn served(snapshot: &Arc<Snapshot>) -> RequestContext {

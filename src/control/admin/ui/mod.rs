@@ -58,3 +58,26 @@ pub fn asset(path: &[&str]) -> Result<Response<ProxyBody>, AdminError> {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::super::routes::{Endpoint, ROUTES};
+    use super::ASSETS;
+
+    #[test]
+    fn every_file_has_a_route_and_every_route_a_file() {
+        let routed: BTreeSet<&str> = ROUTES
+            .iter()
+            .filter(|r| r.endpoint == Endpoint::Dashboard)
+            .map(|r| r.path.trim_start_matches("/ui").trim_start_matches('/'))
+            .collect();
+        let files: BTreeSet<&str> = ASSETS.iter().map(|(name, _, _)| *name).collect();
+        assert_eq!(routed, files);
+        assert!(ROUTES
+            .iter()
+            .filter(|r| r.endpoint == Endpoint::Dashboard)
+            .all(|r| r.open));
+    }
+}
