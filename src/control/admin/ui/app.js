@@ -121,6 +121,10 @@ function clock(date) {
   return timeFormat.format(date);
 }
 
+function count(n, noun) {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 function formatRate(perSecond) {
   if (perSecond === 0) return "0";
   if (perSecond < 0.1) return perSecond.toFixed(2);
@@ -512,9 +516,9 @@ function renderStats(stats) {
   const latest = buckets.length ? buckets[buckets.length - 1] : { requests: 0, refusals: 0 };
   const peak = Math.max(0, ...buckets.map((b) => b.requests / seconds));
   $("requests-summary").textContent =
-    `${sum(buckets, "requests")} requests in 15 minutes; now ${formatRate(latest.requests / seconds)}/s, peak ${formatRate(peak)}/s.`;
+    `${count(sum(buckets, "requests"), "request")} in 15 minutes; now ${formatRate(latest.requests / seconds)}/s, peak ${formatRate(peak)}/s.`;
   $("refusals-summary").textContent =
-    `${sum(buckets, "refusals")} refusals in 15 minutes; now ${formatRate(latest.refusals / seconds)}/s.`;
+    `${count(sum(buckets, "refusals"), "refusal")} in 15 minutes; now ${formatRate(latest.refusals / seconds)}/s.`;
 
   renderByLimit(buckets);
   renderRecent(stats.recent_refusals || []);
