@@ -26,12 +26,14 @@ pub struct Shipped {
 }
 
 /// The shipped config with loopback ports, in-memory state, the loopback
-/// origin among the actions' hosts, and a SOCKS5 listener bound to
-/// [`BROWSER_ACCOUNT`].
+/// origin among the actions' hosts, and the README's bound SOCKS5
+/// listener (account [`BROWSER_ACCOUNT`]).
 pub fn shipped_config() -> String {
     let shipped = std::fs::read_to_string(repo_path("config/pacer.toml")).expect("shipped config");
+    let bound = readme_block("recipe-config: bound-socks5");
+    assert!(bound.contains(&format!("account = \"{BROWSER_ACCOUNT}\"")));
     let mut toml = String::new();
-    for line in shipped.lines() {
+    for line in shipped.lines().chain(["", ""]).chain(bound.lines()) {
         let line = match line {
             l if l.starts_with("addr = ") => "addr = \"127.0.0.1:0\"".to_owned(),
             l if l.starts_with("path = ") => "path = \"memory\"".to_owned(),
@@ -47,11 +49,21 @@ pub fn shipped_config() -> String {
         toml.contains("\"127.0.0.1\"]"),
         "the shipped actions name hosts"
     );
-    toml.push_str(&format!(
-        "\n[[accounts]]\nid = \"{BROWSER_ACCOUNT}\"\nsecret = \"unused-by-its-clients\"\n\n\
-         [[listeners]]\nprotocol = \"socks5\"\naddr = \"127.0.0.1:0\"\naccount = \"{BROWSER_ACCOUNT}\"\n"
-    ));
     toml
+}
+
+/// The fenced block that follows `<!-- marker -->` in README.md.
+pub fn readme_block(marker: &str) -> String {
+    let readme = std::fs::read_to_string(repo_path("README.md")).expect("README.md");
+    let tag = format!("<!-- {marker} -->");
+    let after = readme
+        .split_once(&tag)
+        .unwrap_or_else(|| panic!("README.md has no `{tag}`"))
+        .1;
+    let fence = after.find("```").expect("a fenced block follows");
+    let body = after[fence..].split_once('\n').expect("fence line").1;
+    let end = body.find("\n```").expect("the block ends");
+    body[..=end].to_owned()
 }
 
 impl Shipped {
@@ -106,7 +118,8 @@ pub fn browser_dir() -> PathBuf {
     repo_path("tests/browser")
 }
 
-/// Panics with what to install when a tool these tests need is missing.
+/// Panics with what to install when Node, the `tests/browser` packages or
+/// Chromium is missing.
 pub fn require_browser_tools() {
     let node = std::process::Command::new("node").arg("--version").output();
     assert!(
@@ -117,6 +130,11 @@ pub fn require_browser_tools() {
         browser_dir().join("node_modules/playwright-core").is_dir(),
         "tests/browser/node_modules is missing: run `npm ci` in tests/browser (.ci/run does)"
     );
+    require_chromium();
+}
+
+/// Panics with what to install when Debian's Chromium is missing.
+pub fn require_chromium() {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does)"
