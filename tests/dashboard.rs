@@ -32,7 +32,7 @@ async fn the_dashboard_shows_the_demo_account_and_switches_its_policy() {
             ("ORIGIN", &origin_url),
             ("SCREENSHOTS", &screenshots.to_string_lossy()),
         ],
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     )
     .await;
     assert!(out.contains("dashboard: all checks passed"), "{out}");

@@ -3,8 +3,9 @@
 // a bad key is refused on the page; the right key shows the demo account;
 // its usage rises after requests through the proxy; its policy is switched
 // from the page with the keyboard and GET /v2/session/rate-limit shows it;
-// a refusal by a limit appears in the refusals; the empty and error states
-// are drawn; the page loads nothing from elsewhere and logs no error.
+// a refusal by a limit appears in the refusals; accounts are paged; the
+// empty and error states are drawn; the page loads nothing from elsewhere
+// and logs no error.
 //
 // Env: PACER_ADMIN (http://127.0.0.1:P), PACER_ADMIN_KEY, PACER_HTTP
 // (127.0.0.1:P of the HTTP listener), ORIGIN (http://127.0.0.1:P),
@@ -170,6 +171,33 @@ try {
     assert.match(await page.locator("#by-limit").textContent(), /login_per_5m ×1/);
   });
   await page.screenshot({ path: path.join(SCREENSHOTS, "dashboard.png"), fullPage: true });
+
+  // Every account, page by page: 49 runtime accounts make 51 with
+  // browser-1 and demo, so the 50 of page 1 end before fleet-48.
+  for (let n = 0; n < 49; n++) {
+    const id = `fleet-${String(n).padStart(2, "0")}`;
+    const put = await fetch(`${ADMIN}/v1/accounts/${id}`, {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${KEY}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ secret: `secret-${n}` }),
+    });
+    assert.equal(put.status, 201, `PUT ${id}`);
+  }
+  const rows = page.locator("#accounts-body tr[data-account]");
+  await eventually("page 1 holds 50 accounts", async () => {
+    assert.equal(await rows.count(), 50);
+    assert.equal(await page.locator("#tile-accounts").textContent(), "50+");
+  });
+  assert.equal(await page.locator('tr[data-account="fleet-48"]').count(), 0);
+  await page.getByRole("button", { name: "Next page" }).click();
+  await eventually("page 2 holds the last account", async () => {
+    assert.equal(await page.locator("#page-label").textContent(), "Page 2");
+    assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.account)), ["fleet-48"]);
+    assert.match(await rows.first().textContent(), /runtime/);
+  });
+  assert.equal(await page.getByRole("button", { name: "Next page" }).isDisabled(), true);
+  await page.getByRole("button", { name: "Previous page" }).click();
+  await demo.waitFor({ timeout: DEADLINE_MS });
 
   // The key stays for the tab: a reload shows the dashboard at once.
   await page.reload();

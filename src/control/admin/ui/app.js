@@ -23,6 +23,8 @@ const state = {
   nextCursor: null,
   timer: null,
   running: false,
+  // Bumped by every read, so only the latest one draws and schedules.
+  generation: 0,
   lastSuccess: null,
   typeColours: new Map(),
   dialogAccount: null,
@@ -207,6 +209,7 @@ function stopRefresh() {
 async function refresh() {
   if (!state.running) return;
   clearTimeout(state.timer);
+  const generation = ++state.generation;
   const started = Date.now();
   const cursor = state.cursors[state.cursors.length - 1];
   const accountsPath = `/v1/accounts?limit=${PAGE_SIZE}` +
@@ -216,7 +219,7 @@ async function refresh() {
     api("/v1/upstreams"),
     api(`/v1/stats?recent=${RECENT_SHOWN}`),
   ]);
-  if (!state.running) return;
+  if (!state.running || generation !== state.generation) return;
   const results = [accounts, upstreams, stats];
   if (results.some((r) => r.status === "rejected" && r.reason instanceof AuthError)) {
     showSignIn("The admin key is no longer accepted. Enter a valid key.");
