@@ -13,7 +13,8 @@
 //! allocation once the list is full.
 //!
 //! Time is the caller's Unix milliseconds (the engine's clock), so tests
-//! drive it.
+//! drive it. Buckets are wall-clock intervals: should the wall clock be
+//! stepped back, the buckets read as empty until it has caught up.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
