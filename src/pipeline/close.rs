@@ -119,6 +119,7 @@ impl Drop for CloseOut {
         }
         let names = self.ctx.action_names();
         access_log::record(&self.ctx, &names);
-        self.engine.metrics.observe(&self.ctx, &names);
+        let now = self.engine.clock.unix_ms();
+        self.engine.metrics.observe(&self.ctx, &names, now);
     }
 }

@@ -65,6 +65,8 @@ pub struct RequestContext {
     pub outcome: &'static str,
     /// The limit that refused it, if one did.
     pub refused_by: Option<HitKind>,
+    /// That limit's key as written.
+    pub refused_limit: Option<Arc<str>>,
     /// The limit it waited for, if it was paced.
     pub held_by: Option<HitKind>,
     /// Bytes from the client towards the destination.
@@ -117,6 +119,7 @@ impl RequestContext {
             status: 0,
             outcome: CLIENT_CLOSED,
             refused_by: None,
+            refused_limit: None,
             held_by: None,
             bytes_up: 0,
             bytes_down: 0,
@@ -144,6 +147,7 @@ impl RequestContext {
         self.outcome = kind.strip_prefix("errors/").unwrap_or(kind);
         if let ProxyError::RateLimited { refusal, .. } = err {
             self.refused_by = Some(refusal.hit.kind);
+            self.refused_limit = Some(refusal.hit.key.clone());
         }
     }
 

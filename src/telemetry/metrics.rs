@@ -1,7 +1,8 @@
 //! Prometheus metrics (prometheus-client, served by the admin API's
 //! `/metrics`): requests and tunnels by listener, action and outcome;
 //! throttle refusals and pace waits by limit kind; upstream attempts and
-//! failures; open connections; bytes.
+//! failures; open connections; bytes. It also holds the [`History`] that
+//! each finished request feeds alongside its series.
 //! Labels come from closed sets (listeners, configured actions, envelope
 //! types, limit kinds), so cardinality is bounded by the config; the
 //! per-account series exist only with `[admin] account_metrics = true`.
@@ -16,6 +17,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use super::context::{ListenerKind, RequestContext};
+use super::history::History;
 use crate::policy::limit::HitKind;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,6 +81,7 @@ pub struct Metrics {
     upstream_failures: Family<UpstreamFailureLabels, Counter>,
     backoff_pauses: Family<ActionLabels, Counter>,
     accounts: Option<Family<AccountLabels, Counter>>,
+    history: History,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -172,6 +175,7 @@ impl Metrics {
             upstream_failures,
             backoff_pauses,
             accounts,
+            history: History::default(),
         }
     }
 
@@ -200,8 +204,15 @@ impl Metrics {
         self.upstream_failures.get_or_create(&labels).inc();
     }
 
-    /// Counts a finished request or tunnel.
-    pub fn observe(&self, ctx: &RequestContext, actions: &[&str]) {
+    /// The recent history of requests and refusals.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Counts a request or tunnel that finished at `at_ms` (Unix
+    /// milliseconds), in the series and in the history.
+    pub fn observe(&self, ctx: &RequestContext, actions: &[&str], at_ms: i64) {
+        self.history.record(ctx, actions, at_ms);
         let listener = ctx.listener.as_str();
         let outcome = ctx.outcome;
         for action in std::iter::once(&"all").chain(actions) {

@@ -1,8 +1,10 @@
 //! Telemetry: one [`context::RequestContext`] per request or tunnel,
 //! filled in stage by stage, and what is made of it when it closes: the
-//! access line ([`access_log`]) and the Prometheus series ([`metrics`]).
+//! access line ([`access_log`]), the Prometheus series ([`metrics`]) and
+//! the recent history the admin API's `/v1/stats` reads ([`history`]).
 //! It observes and never decides.
 
 pub mod access_log;
 pub mod context;
+pub mod history;
 pub mod metrics;

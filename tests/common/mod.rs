@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod clients;
 pub mod routes;
+pub mod shipped;
 pub mod test_ca;
 pub mod upstream;
 

@@ -4,8 +4,9 @@
 //! account id can be named. Handlers live by resource: [`rate_limit`],
 //! [`accounts`] (overrides, routes, one account), [`runtime`] (accounts
 //! created at runtime, the list), [`upstreams`], [`ops`] (health,
-//! metrics, reload); [`routes`] is the table of them all, which
-//! [`openapi`]'s document describes.
+//! metrics, reload), [`stats`] (recent traffic), [`ui`] (the dashboard's
+//! files); [`routes`] is the table of them all, which [`openapi`]'s
+//! document describes.
 
 pub mod accounts;
 pub mod error;
@@ -15,6 +16,8 @@ pub mod probe;
 pub mod rate_limit;
 pub mod routes;
 pub mod runtime;
+pub mod stats;
+pub mod ui;
 pub mod upstreams;
 
 use std::convert::Infallible;
@@ -115,6 +118,8 @@ async fn route(
         Endpoint::AccountPut => runtime::put(app, &id, read_json(request).await?).await,
         Endpoint::AccountDelete => runtime::delete(app, &id).await,
         Endpoint::Upstreams => Ok(upstreams::list(app)),
+        Endpoint::Stats => stats::get(app, &request),
+        Endpoint::Dashboard => ui::asset(&segments[1..]),
     }
 }
 

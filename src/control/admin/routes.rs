@@ -34,6 +34,10 @@ pub enum Endpoint {
     AccountDelete,
     /// `GET /v1/upstreams`.
     Upstreams,
+    /// `GET /v1/stats`.
+    Stats,
+    /// `GET /ui` and the page's files under `/ui/`.
+    Dashboard,
 }
 
 /// A row of the table.
@@ -107,6 +111,11 @@ pub const ROUTES: &[Route] = &[
         false,
     ),
     route(Method::GET, "/v1/upstreams", Endpoint::Upstreams, false),
+    route(Method::GET, "/v1/stats", Endpoint::Stats, false),
+    route(Method::GET, "/ui", Endpoint::Dashboard, true),
+    route(Method::GET, "/ui/app.js", Endpoint::Dashboard, true),
+    route(Method::GET, "/ui/style.css", Endpoint::Dashboard, true),
+    route(Method::GET, "/ui/icon.svg", Endpoint::Dashboard, true),
 ];
 
 /// The route of `method` on the decoded path `segments`, and the segment
