@@ -1,7 +1,7 @@
 //! Prometheus metrics (prometheus-client, served by the admin API's
 //! `/metrics`): requests and tunnels by listener, action and outcome;
 //! throttle refusals and pace waits by limit kind; upstream attempts and
-//! failures; open connections; bytes.
+//! failures; open connections; bytes, and of them those spliced.
 //! Labels come from closed sets (listeners, configured actions, envelope
 //! types, limit kinds), so cardinality is bounded by the config; the
 //! per-account series exist only with `[admin] account_metrics = true`.
@@ -75,6 +75,7 @@ pub struct Metrics {
     pace_lateness: Histogram,
     connections: Family<ListenerLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     bytes: Family<BytesLabels, Counter<u64, AtomicU64>>,
+    spliced_bytes: Counter<u64, AtomicU64>,
     upstream_attempts: Family<UpstreamLabels, Counter>,
     upstream_failures: Family<UpstreamFailureLabels, Counter>,
     backoff_pauses: Family<ActionLabels, Counter>,
@@ -133,6 +134,12 @@ impl Metrics {
             "Bytes relayed, up (client to destination) and down",
             bytes.clone(),
         );
+        let spliced_bytes = Counter::default();
+        registry.register(
+            "spliced_bytes",
+            "Tunnel bytes (of pacer_bytes) relayed by splice(2), without a copy through pacer",
+            spliced_bytes.clone(),
+        );
         let upstream_attempts = Family::default();
         registry.register(
             "upstream_attempts",
@@ -168,6 +175,7 @@ impl Metrics {
             pace_lateness,
             connections,
             bytes,
+            spliced_bytes,
             upstream_attempts,
             upstream_failures,
             backoff_pauses,
@@ -243,6 +251,9 @@ impl Metrics {
                 };
                 self.bytes.get_or_create(&labels).inc_by(count);
             }
+        }
+        if ctx.bytes_spliced > 0 {
+            self.spliced_bytes.inc_by(ctx.bytes_spliced);
         }
         if let (Some(family), Some(account)) = (&self.accounts, &ctx.account) {
             let labels = AccountLabels {

@@ -161,6 +161,19 @@ impl Proxy {
             .expect("client")
     }
 
+    /// `GET /metrics` on the admin API, with the base config's key.
+    pub async fn metrics(&self) -> String {
+        reqwest::Client::new()
+            .get(format!("http://{}/metrics", self.admin))
+            .header("X-API-KEY", "test-admin-key")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Stops the proxy; returns whether everything drained in the grace.
     pub async fn stop(mut self) -> bool {
         if let Some(stop) = self.stop.take() {
