@@ -1,15 +1,17 @@
 //! Prometheus metrics (prometheus-client, served by the admin API's
 //! `/metrics`): requests and tunnels by listener, action and outcome;
 //! throttle refusals and pace waits by limit kind; upstream attempts and
-//! failures; open connections; bytes, and of them those spliced.
+//! failures; open connections; bytes, and of them those spliced; log lines
+//! dropped.
 //! Labels come from closed sets (listeners, configured actions, envelope
 //! types, limit kinds), so cardinality is bounded by the config; the
 //! per-account series exist only with `[admin] account_metrics = true`.
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -158,6 +160,7 @@ impl Metrics {
             "Pauses started by the platform's own refusals (backoff), by paused action",
             backoff_pauses.clone(),
         );
+        registry.register_collector(Box::new(LogDrops));
         let accounts = per_account.then(|| {
             let family = Family::default();
             registry.register(
@@ -283,6 +286,24 @@ impl Metrics {
             text.clear();
         }
         text
+    }
+}
+
+/// `pacer_access_log_dropped_total`: log lines dropped because the log
+/// writer fell behind ([`super::logging`]), read at each scrape.
+#[derive(Debug)]
+struct LogDrops;
+
+impl Collector for LogDrops {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let dropped = ConstCounter::new(super::logging::dropped_lines());
+        let metric = encoder.encode_descriptor(
+            "access_log_dropped",
+            "Log lines (access lines, mostly) dropped rather than wait for a full log queue",
+            None,
+            dropped.metric_type(),
+        )?;
+        dropped.encode(metric)
     }
 }
 

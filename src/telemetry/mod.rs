@@ -1,8 +1,10 @@
 //! Telemetry: one [`context::RequestContext`] per request or tunnel,
 //! filled in stage by stage, and what is made of it when it closes: the
-//! access line ([`access_log`]) and the Prometheus series ([`metrics`]).
+//! access line ([`access_log`]) and the Prometheus series ([`metrics`]);
+//! the log output itself, off the request threads ([`logging`]).
 //! It observes and never decides.
 
 pub mod access_log;
 pub mod context;
+pub mod logging;
 pub mod metrics;

@@ -163,15 +163,7 @@ impl Proxy {
 
     /// `GET /metrics` on the admin API, with the base config's key.
     pub async fn metrics(&self) -> String {
-        reqwest::Client::new()
-            .get(format!("http://{}/metrics", self.admin))
-            .header("X-API-KEY", "test-admin-key")
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text")
+        metrics_at(&self.admin.to_string()).await
     }
 
     /// Stops the proxy; returns whether everything drained in the grace.
@@ -182,6 +174,19 @@ impl Proxy {
         let ran = (&mut self.task).await.expect("server task");
         ran.expect("the server ran")
     }
+}
+
+/// `GET /metrics` of the admin API at `admin`, with the base config's key.
+pub async fn metrics_at(admin: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("http://{admin}/metrics"))
+        .header("X-API-KEY", "test-admin-key")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
 }
 
 /// A loopback origin. Paths:
@@ -487,6 +492,53 @@ pub async fn spawn_pacer(
     config: &std::path::Path,
     listeners: usize,
 ) -> (tokio::process::Child, Vec<String>) {
+    let (child, addrs, _log) = spawn_pacer_logged(config, listeners).await;
+    (child, addrs)
+}
+
+/// The log lines of a spawned pacer, from after its listeners on.
+pub struct PacerLog(tokio::sync::mpsc::UnboundedReceiver<String>);
+
+impl PacerLog {
+    /// The next line containing every one of `needles`; panics when pacer
+    /// logs none within `within` (or exits).
+    pub async fn wait_for(&mut self, needles: &[&str], within: Duration) -> String {
+        let found = tokio::time::timeout(within, async {
+            while let Some(line) = self.0.recv().await {
+                if needles.iter().all(|n| line.contains(n)) {
+                    return Some(line);
+                }
+            }
+            None
+        });
+        match found.await {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("pacer exited without logging {needles:?}"),
+            Err(_) => panic!("pacer logged no {needles:?} within {within:?}"),
+        }
+    }
+
+    /// Every line until pacer closes its stderr (it exits); panics if that
+    /// takes longer than `within`.
+    pub async fn until_exit(mut self, within: Duration) -> Vec<String> {
+        let mut rest = Vec::new();
+        let read = async {
+            while let Some(line) = self.0.recv().await {
+                rest.push(line);
+            }
+        };
+        tokio::time::timeout(within, read)
+            .await
+            .expect("pacer closes its log within the time");
+        rest
+    }
+}
+
+/// [`spawn_pacer`], keeping pacer's later log lines.
+pub async fn spawn_pacer_logged(
+    config: &std::path::Path,
+    listeners: usize,
+) -> (tokio::process::Child, Vec<String>, PacerLog) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pacer"))
         .arg("--config")
@@ -513,6 +565,11 @@ pub async fn spawn_pacer(
         .await
         .expect("pacer logs its listeners");
     assert_eq!(addrs.len(), listeners, "pacer exited before listening");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addrs)
+    let (log, later) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = log.send(line);
+        }
+    });
+    (child, addrs, PacerLog(later))
 }
