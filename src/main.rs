@@ -1,16 +1,15 @@
 //! The `pacer` command: `pacer [--config FILE]` runs the proxy,
 //! `pacer check --config FILE` validates a config, `pacer ca init` writes a
 //! local CA. Logging goes to stderr through `tracing`, filtered by
-//! `RUST_LOG` (default `info`).
+//! `RUST_LOG` (default `info`), off the request threads
+//! ([`pacer::telemetry::logging`]).
 
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use std::sync::Arc;
 
@@ -65,7 +64,7 @@ enum CaAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let log = pacer::telemetry::logging::init();
     let result = match cli.command {
         None => run(&cli.config),
         Some(Command::Check) => Ok(check(&cli.config)),
@@ -73,25 +72,12 @@ fn main() -> ExitCode {
             action: CaAction::Init { dir, force },
         }) => ca_init(&dir, force),
     };
+    // Every queued log line is written before the last word.
+    drop(log);
     result.unwrap_or_else(|err| {
         eprintln!("pacer: {err:#}");
         ExitCode::FAILURE
     })
-}
-
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // fast-socks5 logs SOCKS5 user names and passwords at DEBUG: never let
-    // them through, whatever RUST_LOG says.
-    let filter = match "fast_socks5=info".parse() {
-        Ok(directive) => filter.add_directive(directive),
-        Err(_) => filter,
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {

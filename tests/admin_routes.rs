@@ -161,13 +161,5 @@ async fn a_country_or_an_address_moves_the_account_to_a_pool() {
 }
 
 async fn metrics(proxy: &Proxy) -> String {
-    reqwest::Client::new()
-        .get(format!("http://{}/metrics", proxy.admin))
-        .header("X-API-KEY", KEY)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
+    proxy.metrics().await
 }

@@ -66,6 +66,7 @@ fn defaults_fill_a_minimal_config() {
     assert_eq!(c.server, ServerConfig::default());
     assert_eq!(c.server.idle_timeout, Duration::from_secs(90));
     assert_eq!(c.server.max_header_bytes, 65_536);
+    assert_eq!(c.server.splice_pipes, 64);
     assert_eq!(c.admin.addr, addr("127.0.0.1:9090"));
     assert!(c.admin.api_keys.is_empty());
     assert!(!c.admin.public_metrics);

@@ -51,6 +51,7 @@ pub struct ServerFile {
     pub shutdown_grace: Option<Spanned<DurationText>>,
     pub max_header_bytes: Option<Int>,
     pub deny_destinations: Option<Vec<Text>>,
+    pub splice_pipes: Option<Int>,
 }
 
 #[derive(Debug, Default, Deserialize)]

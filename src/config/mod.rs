@@ -127,6 +127,10 @@ pub struct ServerConfig {
     /// Destinations never dialled. Default the link-local ranges
     /// `169.254.0.0/16` and `fe80::/10`.
     pub deny_destinations: Vec<DenyRule>,
+    /// Pipes each ingress thread may hold for `splice(2)` tunnels (two
+    /// file descriptors each); 0 relays every tunnel through buffers.
+    /// Default 64.
+    pub splice_pipes: usize,
 }
 
 impl Default for ServerConfig {
@@ -139,6 +143,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_header_bytes: 65_536,
             deny_destinations: DenyRule::link_local(),
+            splice_pipes: 64,
         }
     }
 }

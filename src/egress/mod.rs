@@ -12,7 +12,8 @@
 //!   [`geo`]: an address's registered country.
 //! - [`forward`]: plain HTTP over pooled connections, one pool per route;
 //!   [`replay`]: a request kept for the next upstream until its body goes.
-//! - [`relay`]: tunnels, with half-close, idle timeout and byte counts;
+//! - [`relay`]: tunnels, with half-close, idle timeout and byte counts,
+//!   spliced between plain sockets on Linux;
 //!   [`prefix`]: bytes read ahead, replayed before a socket.
 //!
 //! Errors here are egress errors ([`dial::DialError`],

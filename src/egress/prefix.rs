@@ -21,6 +21,11 @@ impl<S> Prefixed<S> {
     pub fn new(prefix: Bytes, inner: S) -> Self {
         Prefixed { prefix, inner }
     }
+
+    /// The bytes not yet read of the prefix, and the stream.
+    pub fn into_parts(self) -> (Bytes, S) {
+        (self.prefix, self.inner)
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
@@ -82,6 +87,15 @@ pub fn replay(prefix: &mut Bytes, buf: &mut ReadBuf<'_>) -> bool {
     true
 }
 
+/// `first` then `then` as one buffer, copied only when both have bytes.
+pub fn joined(first: Bytes, then: Bytes) -> Bytes {
+    match (first.is_empty(), then.is_empty()) {
+        (_, true) => first,
+        (true, false) => then,
+        (false, false) => [first, then].concat().into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +112,13 @@ mod tests {
         assert!(replay(&mut prefix, &mut buf));
         assert_eq!(buf.filled(), b"ef");
         assert!(!replay(&mut prefix, &mut buf));
+    }
+
+    #[test]
+    fn joined_keeps_the_order() {
+        let (ab, cd) = (Bytes::from_static(b"ab"), Bytes::from_static(b"cd"));
+        assert_eq!(joined(ab.clone(), cd.clone()), "abcd");
+        assert_eq!(joined(Bytes::new(), cd), "cd");
+        assert_eq!(joined(ab, Bytes::new()), "ab");
     }
 }

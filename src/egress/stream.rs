@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::prefix;
+use super::relay::IntoSocket;
 
 /// A connection towards the destination: direct, or through an upstream.
 pub struct EgressStream {
@@ -148,6 +149,17 @@ impl AsyncWrite for EgressStream {
         match &mut self.get_mut().transport {
             Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A plain TCP connection gives up its socket, with a proxy's bytes after
+/// its CONNECT answer; TLS keeps its stream.
+impl IntoSocket for EgressStream {
+    fn into_socket(self) -> Result<(Bytes, TcpStream), Self> {
+        match self.transport {
+            Transport::Tcp(socket) => Ok((self.prefix, socket)),
+            Transport::Tls(_) => Err(self),
         }
     }
 }

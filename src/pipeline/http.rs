@@ -10,18 +10,22 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_util::either::Either;
 
 use super::activity::ConnActivity;
 use super::close::CloseOut;
 use super::request::{self, with_waited, ProxyResponse};
 use super::tunnel::Opened;
 use super::{authenticate, bound_account, tunnel, Engine};
+use crate::egress::prefix::Prefixed;
 use crate::egress::target::{Target, TargetError};
 use crate::policy::auth::Credentials;
 use crate::state::accounts::Account;
@@ -45,7 +49,14 @@ pub struct HttpClient {
     pub held: Box<dyn Send + Sync>,
     /// Set inside an intercepted tunnel.
     pub inside: Option<Inside>,
+    /// Takes the client's socket back from a CONNECT's upgrade, for the
+    /// tunnel relay; a stream that is not a socket gives the upgrade back.
+    pub tunnel_socket: SocketOf,
 }
+
+/// Takes a plain socket back from an HTTP upgrade (a CONNECT), with the
+/// bytes read past the request head, or gives the upgrade back.
+pub type SocketOf = fn(Upgraded) -> Result<(Bytes, TcpStream), Upgraded>;
 
 /// The intercepted tunnel a connection runs inside: every request goes to
 /// its host over TLS, whatever its own `Host` says.
@@ -243,6 +254,9 @@ async fn connect(
     }
 }
 
+/// Relays the tunnel once the client has upgraded: on the client's socket
+/// when the connection gives it up (with the bytes read past the CONNECT
+/// head sent first), else on hyper's upgraded stream.
 fn spawn_relay(
     engine: &Engine,
     client: Arc<HttpClient>,
@@ -254,8 +268,11 @@ fn spawn_relay(
     engine.shutdown.spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
-                let io = TokioIo::new(upgraded);
-                tunnel::relay(close, io, account, opened).await;
+                let client = match (client.tunnel_socket)(upgraded) {
+                    Ok((unread, socket)) => Either::Left(Prefixed::new(unread, socket)),
+                    Err(upgraded) => Either::Right(TokioIo::new(upgraded)),
+                };
+                tunnel::relay(close, client, account, opened).await;
             }
             Err(err) => {
                 tracing::debug!(id = %close.ctx.id, %err, "client left before the tunnel opened")

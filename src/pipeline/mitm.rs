@@ -59,6 +59,8 @@ where
             target,
             tunnel: close.ctx.id,
         }),
+        // Never a plain socket (and no CONNECT is served inside).
+        tunnel_socket: Err,
     };
     let cut = async move {
         tokio::select! {

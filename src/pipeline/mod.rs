@@ -39,6 +39,7 @@ use crate::config::ServerConfig;
 use crate::egress::deny::Deny;
 use crate::egress::dial::Dialer;
 use crate::egress::forward::Forwarder;
+use crate::egress::relay::RelaySettings;
 use crate::egress::upstream::EgressSettings;
 use crate::intercept::Interceptor;
 use crate::policy::auth::hashed;
@@ -107,6 +108,14 @@ impl Engine {
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
+        }
+    }
+
+    /// How tunnels are relayed.
+    pub fn relay_settings(&self) -> RelaySettings {
+        RelaySettings {
+            idle_timeout: self.settings.idle_timeout,
+            splice_pipes: self.settings.splice_pipes,
         }
     }
 

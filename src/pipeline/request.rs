@@ -69,9 +69,9 @@ fn spawn_upgraded(engine: &Engine, mut close: CloseOut, client: OnUpgrade, origi
             tracing::debug!(id = %close.ctx.id, "an upgrade did not complete");
             return;
         };
-        let idle = close.engine().settings.idle_timeout;
-        let (mut client, mut origin) = (TokioIo::new(client), TokioIo::new(origin));
-        let outcome = relay(&mut client, &mut origin, idle, std::future::pending()).await;
+        let settings = close.engine().relay_settings();
+        let (client, origin) = (TokioIo::new(client), TokioIo::new(origin));
+        let outcome = relay(client, origin, settings, std::future::pending()).await;
         close.ctx.bytes_up += outcome.up;
         close.ctx.bytes_down += outcome.down;
         drop(close);

@@ -22,7 +22,7 @@ use super::attempt::{reach, Attempt, Reached};
 use super::close::CloseOut;
 use super::{mitm, Engine};
 use crate::egress::prefix::Prefixed;
-use crate::egress::relay::{relay as copy_both_ways, RelayEnd};
+use crate::egress::relay::{relay as copy_both_ways, IntoSocket, RelayEnd};
 use crate::egress::stream::EgressStream;
 use crate::egress::target::Target;
 use crate::intercept::sniff;
@@ -100,7 +100,7 @@ async fn dial(
 /// ends, then closes it out.
 pub async fn relay<C>(mut close: CloseOut, client: C, account: Arc<Account>, opened: Opened)
 where
-    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    C: IntoSocket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let destination = match opened {
         Opened::Dialed(destination) => destination,
@@ -144,18 +144,15 @@ async fn first_bytes<C: AsyncRead + Unpin>(engine: &Engine, mut client: C) -> (B
 }
 
 /// Relays until the tunnel ends, idles out, or its account is deleted.
-async fn copy<C>(
-    mut close: CloseOut,
-    mut client: C,
-    mut destination: EgressStream,
-    account: &Account,
-) where
-    C: AsyncRead + AsyncWrite + Unpin,
+async fn copy<C>(mut close: CloseOut, client: C, destination: EgressStream, account: &Account)
+where
+    C: IntoSocket + AsyncRead + AsyncWrite + Unpin,
 {
-    let idle = close.engine().settings.idle_timeout;
-    let outcome = copy_both_ways(&mut client, &mut destination, idle, account.deleted()).await;
+    let settings = close.engine().relay_settings();
+    let outcome = copy_both_ways(client, destination, settings, account.deleted()).await;
     close.ctx.bytes_up = outcome.up;
     close.ctx.bytes_down = outcome.down;
+    close.ctx.bytes_spliced = outcome.spliced;
     match &outcome.end {
         RelayEnd::Closed => {}
         RelayEnd::Idle => tracing::debug!(id = %close.ctx.id, "tunnel idle, closed"),

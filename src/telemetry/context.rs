@@ -73,6 +73,8 @@ pub struct RequestContext {
     pub bytes_up: u64,
     /// Bytes from the destination towards the client.
     pub bytes_down: u64,
+    /// Of a tunnel's bytes both ways, those moved by `splice(2)`.
+    pub bytes_spliced: u64,
     /// Time spent waiting for admission.
     pub waited: Duration,
     /// For a paced request: how long after its limits allowed it the
@@ -123,6 +125,7 @@ impl RequestContext {
             held_by: None,
             bytes_up: 0,
             bytes_down: 0,
+            bytes_spliced: 0,
             waited: Duration::ZERO,
             lateness: None,
             upstream: None,

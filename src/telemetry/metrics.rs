@@ -1,16 +1,18 @@
 //! Prometheus metrics (prometheus-client, served by the admin API's
 //! `/metrics`): requests and tunnels by listener, action and outcome;
 //! throttle refusals and pace waits by limit kind; upstream attempts and
-//! failures; open connections; bytes. It also holds the [`History`] that
-//! each finished request feeds alongside its series.
+//! failures; open connections; bytes, and of them those spliced; log lines
+//! dropped. It also holds the [`History`] that each finished request feeds
+//! alongside its series.
 //! Labels come from closed sets (listeners, configured actions, envelope
 //! types, limit kinds), so cardinality is bounded by the config; the
 //! per-account series exist only with `[admin] account_metrics = true`.
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -77,6 +79,7 @@ pub struct Metrics {
     pace_lateness: Histogram,
     connections: Family<ListenerLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     bytes: Family<BytesLabels, Counter<u64, AtomicU64>>,
+    spliced_bytes: Counter<u64, AtomicU64>,
     upstream_attempts: Family<UpstreamLabels, Counter>,
     upstream_failures: Family<UpstreamFailureLabels, Counter>,
     backoff_pauses: Family<ActionLabels, Counter>,
@@ -136,6 +139,12 @@ impl Metrics {
             "Bytes relayed, up (client to destination) and down",
             bytes.clone(),
         );
+        let spliced_bytes = Counter::default();
+        registry.register(
+            "spliced_bytes",
+            "Tunnel bytes (of pacer_bytes) relayed by splice(2), without a copy through pacer",
+            spliced_bytes.clone(),
+        );
         let upstream_attempts = Family::default();
         registry.register(
             "upstream_attempts",
@@ -154,6 +163,7 @@ impl Metrics {
             "Pauses started by the platform's own refusals (backoff), by paused action",
             backoff_pauses.clone(),
         );
+        registry.register_collector(Box::new(LogDrops));
         let accounts = per_account.then(|| {
             let family = Family::default();
             registry.register(
@@ -171,6 +181,7 @@ impl Metrics {
             pace_lateness,
             connections,
             bytes,
+            spliced_bytes,
             upstream_attempts,
             upstream_failures,
             backoff_pauses,
@@ -255,6 +266,9 @@ impl Metrics {
                 self.bytes.get_or_create(&labels).inc_by(count);
             }
         }
+        if ctx.bytes_spliced > 0 {
+            self.spliced_bytes.inc_by(ctx.bytes_spliced);
+        }
         if let (Some(family), Some(account)) = (&self.accounts, &ctx.account) {
             let labels = AccountLabels {
                 account: account.to_string(),
@@ -283,6 +297,24 @@ impl Metrics {
             text.clear();
         }
         text
+    }
+}
+
+/// `pacer_access_log_dropped_total`: log lines dropped because the log
+/// writer fell behind ([`super::logging`]), read at each scrape.
+#[derive(Debug)]
+struct LogDrops;
+
+impl Collector for LogDrops {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let dropped = ConstCounter::new(super::logging::dropped_lines());
+        let metric = encoder.encode_descriptor(
+            "access_log_dropped",
+            "Log lines (access lines, mostly) dropped rather than wait for a full log queue",
+            None,
+            dropped.metric_type(),
+        )?;
+        dropped.encode(metric)
     }
 }
 

@@ -162,6 +162,11 @@ impl Proxy {
             .expect("client")
     }
 
+    /// `GET /metrics` on the admin API, with the base config's key.
+    pub async fn metrics(&self) -> String {
+        metrics_at(&self.admin.to_string()).await
+    }
+
     /// Stops the proxy; returns whether everything drained in the grace.
     pub async fn stop(mut self) -> bool {
         if let Some(stop) = self.stop.take() {
@@ -170,6 +175,19 @@ impl Proxy {
         let ran = (&mut self.task).await.expect("server task");
         ran.expect("the server ran")
     }
+}
+
+/// `GET /metrics` of the admin API at `admin`, with the base config's key.
+pub async fn metrics_at(admin: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("http://{admin}/metrics"))
+        .header("X-API-KEY", "test-admin-key")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
 }
 
 /// A loopback origin. Paths:
@@ -530,6 +548,21 @@ impl PacerLog {
             Ok(None) => panic!("pacer exited without logging {needles:?}"),
             Err(_) => panic!("pacer logged no {needles:?} within {within:?}"),
         }
+    }
+
+    /// Every line until pacer closes its stderr (it exits); panics if that
+    /// takes longer than `within`.
+    pub async fn until_exit(mut self, within: Duration) -> Vec<String> {
+        let mut rest = Vec::new();
+        let read = async {
+            while let Some(line) = self.0.recv().await {
+                rest.push(line);
+            }
+        };
+        tokio::time::timeout(within, read)
+            .await
+            .expect("pacer closes its log within the time");
+        rest
     }
 }
 

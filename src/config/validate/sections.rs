@@ -58,6 +58,12 @@ pub fn server(cx: &mut Ctx, f: &ServerFile) -> ServerConfig {
                 .filter_map(|entry| deny_rule(cx, entry))
                 .collect(),
         },
+        splice_pipes: cx.integer_at_least(
+            f.splice_pipes.as_ref(),
+            "splice_pipes",
+            0,
+            d.splice_pipes,
+        ),
     }
 }
 

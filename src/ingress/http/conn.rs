@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -30,6 +32,15 @@ impl ClientIo {
             stream,
             activity,
         }
+    }
+
+    /// A CONNECT's client socket, back from hyper's upgrade: the bytes
+    /// hyper had read past the head, then what is left of those read
+    /// ahead of hyper, then the socket.
+    pub fn of_tunnel(upgraded: Upgraded) -> Result<(Bytes, TcpStream), Upgraded> {
+        let parts = upgraded.downcast::<TokioIo<ClientIo>>()?;
+        let ClientIo { prefix, stream, .. } = parts.io.into_inner();
+        Ok((prefix::joined(parts.read_buf, prefix), stream))
     }
 }
 

@@ -61,6 +61,7 @@ pub async fn serve_connection(
         activity: activity.clone(),
         held: Box::new(admission),
         inside: None,
+        tunnel_socket: ClientIo::of_tunnel,
     };
     let cut = async move {
         let expired = watchdog(&activity, timeouts).await;
