@@ -10,6 +10,9 @@
 //! fast-socks5 rejects bad credentials with status 0xFF, where SPEC section
 //! 3 asks for 0x01, so the RFC 1929 sub-negotiation is our own
 //! [`AuthMethod`], plugged into fast-socks5's negotiation.
+//!
+//! The client is any byte stream ([`ClientSocket`]): a TCP socket on the
+//! listener, an in-memory stream in the fuzz targets (`fuzz/`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,8 +22,7 @@ use fast_socks5::server::{
 };
 use fast_socks5::util::target_addr::TargetAddr;
 use fast_socks5::{ReplyError, Socks5Command};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::limit::Admission;
 use crate::egress::target::Target;
@@ -31,12 +33,17 @@ use crate::state::accounts::Account;
 use crate::telemetry::context::ListenerKind;
 use crate::wire::error::ProxyError;
 
+/// What a SOCKS5 client can be served on.
+pub trait ClientSocket: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientSocket for S {}
+
 /// The client socket, read through a small buffer: the handshake's many
 /// short fields then cost one read each message, not one per field. Tunnel
 /// reads are larger than the buffer, so they bypass it.
-type ClientStream = BufReader<TcpStream>;
-type Authenticated = Socks5ServerProtocol<ClientStream, states::Authenticated>;
-type CommandRead = Socks5ServerProtocol<ClientStream, states::CommandRead>;
+type ClientStream<S> = BufReader<S>;
+type Authenticated<S> = Socks5ServerProtocol<ClientStream<S>, states::Authenticated>;
+type CommandRead<S> = Socks5ServerProtocol<ClientStream<S>, states::CommandRead>;
 
 /// Bytes of the client's handshake buffered at once (a whole greeting,
 /// credentials or CONNECT request fits).
@@ -44,9 +51,9 @@ const HANDSHAKE_BUFFER: usize = 600;
 
 /// Serves one SOCKS5 client: handshake within `header_read_timeout`, then
 /// one CONNECT tunnel.
-pub async fn serve_connection(
+pub async fn serve_connection<S: ClientSocket>(
     engine: Arc<Engine>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     bound: Option<Arc<str>>,
     admission: Admission,
@@ -107,11 +114,11 @@ impl Broken {
 }
 
 /// Greeting, authentication and command.
-async fn handshake(
+async fn handshake<S: ClientSocket>(
     close: &mut CloseOut,
-    reader: ClientStream,
+    reader: ClientStream<S>,
     bound: Option<&str>,
-) -> Result<(CommandRead, Arc<Account>, Target), Broken> {
+) -> Result<(CommandRead<S>, Arc<Account>, Target), Broken> {
     let start = Socks5ServerProtocol::start(reader);
     let (authenticated, account) = match bound {
         Some(id) => {
@@ -138,7 +145,9 @@ async fn handshake(
     Ok((proto, account, target))
 }
 
-async fn read_connect(proto: Authenticated) -> Result<(CommandRead, Target), Broken> {
+async fn read_connect<S: ClientSocket>(
+    proto: Authenticated<S>,
+) -> Result<(CommandRead<S>, Target), Broken> {
     let (proto, command, address) = proto.read_command().await.map_err(|_| Broken::off())?;
     if !matches!(command, Socks5Command::TCPConnect) {
         let _ = proto.reply_error(&ReplyError::CommandNotSupported).await;
@@ -164,7 +173,7 @@ async fn read_connect(proto: Authenticated) -> Result<(CommandRead, Target), Bro
 }
 
 /// Answers the CONNECT with the error's reply code, closing it out.
-async fn refuse(proto: CommandRead, mut close: CloseOut, err: &ProxyError) {
+async fn refuse<S: ClientSocket>(proto: CommandRead<S>, mut close: CloseOut, err: &ProxyError) {
     let reply = err.socks_reply();
     close.failed(err, reply.as_u8().into());
     tracing::debug!(id = %close.ctx.id, %err, "socks5 connect refused");
@@ -177,25 +186,25 @@ async fn refuse(proto: CommandRead, mut close: CloseOut, err: &ProxyError) {
 struct Rfc1929;
 
 /// The socket between method selection and the credentials.
-struct Rfc1929Pending(ClientStream);
+struct Rfc1929Pending<S>(ClientStream<S>);
 
 /// The socket after credentials were accepted.
-struct Rfc1929Done(ClientStream);
+struct Rfc1929Done<S>(ClientStream<S>);
 
-impl AuthMethod<ClientStream> for Rfc1929 {
-    type StartingState = Rfc1929Pending;
+impl<S> AuthMethod<ClientStream<S>> for Rfc1929 {
+    type StartingState = Rfc1929Pending<S>;
 
     fn method_id(self) -> u8 {
         0x02
     }
 
-    fn new(self, inner: ClientStream) -> Rfc1929Pending {
+    fn new(self, inner: ClientStream<S>) -> Rfc1929Pending<S> {
         Rfc1929Pending(inner)
     }
 }
 
-impl AuthMethodSuccessState<ClientStream> for Rfc1929Done {
-    fn into_inner(self) -> ClientStream {
+impl<S> AuthMethodSuccessState<ClientStream<S>> for Rfc1929Done<S> {
+    fn into_inner(self) -> ClientStream<S> {
         self.0
     }
 }
@@ -206,10 +215,10 @@ const AUTH_FAILED: u8 = 0x01;
 
 /// Reads the credentials and answers 0x00 (the account) or 0x01 (then the
 /// connection closes).
-async fn rfc1929(
+async fn rfc1929<S: ClientSocket>(
     close: &mut CloseOut,
-    pending: Rfc1929Pending,
-) -> Result<(Authenticated, Arc<Account>), Broken> {
+    pending: Rfc1929Pending<S>,
+) -> Result<(Authenticated<S>, Arc<Account>), Broken> {
     let mut stream = pending.0;
     let credentials = read_credentials(&mut stream)
         .await
@@ -233,7 +242,7 @@ async fn rfc1929(
     Ok((Rfc1929Done(stream).finish_auth(), account))
 }
 
-async fn read_credentials(stream: &mut ClientStream) -> Option<Credentials> {
+async fn read_credentials<S: ClientSocket>(stream: &mut ClientStream<S>) -> Option<Credentials> {
     let version = stream.read_u8().await.ok()?;
     if version != RFC1929_VERSION {
         return None;
@@ -244,7 +253,7 @@ async fn read_credentials(stream: &mut ClientStream) -> Option<Credentials> {
 }
 
 /// A length-prefixed field of at most 255 bytes.
-async fn read_short_field(stream: &mut ClientStream) -> Option<Vec<u8>> {
+async fn read_short_field<S: ClientSocket>(stream: &mut ClientStream<S>) -> Option<Vec<u8>> {
     let len = stream.read_u8().await.ok()?;
     let mut field = vec![0; len.into()];
     stream.read_exact(&mut field).await.ok()?;

@@ -4,8 +4,7 @@
 //! The bytes read are replayed to hyper unchanged.
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Most header lines a request head may carry (hyper's default).
 pub const MAX_HEADERS: usize = 100;
@@ -24,8 +23,12 @@ pub enum HeadError {
 
 /// Reads until the end of the first request head (inclusive, plus whatever
 /// followed in the same reads) and checks it parses, reading no more than
-/// `max_bytes` of head.
-pub async fn read_first_head(stream: &mut TcpStream, max_bytes: usize) -> Result<Bytes, HeadError> {
+/// `max_bytes` of head. `stream` is the client's socket (or, in the fuzz
+/// targets, any byte source).
+pub async fn read_first_head<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    max_bytes: usize,
+) -> Result<Bytes, HeadError> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK.min(max_bytes));
     let mut checked_start = false;
     loop {
@@ -83,7 +86,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     async fn read_from(client_bytes: &'static [u8], max: usize) -> Result<Bytes, HeadError> {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
