@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let [flags, limit, script @ ..] = data else {
         return;
     };
-    let max_bytes = 16 + usize::from(*limit) * 16;
+    // Up to four read chunks of pacer's: a limit the buffer can grow past.
+    let max_bytes = 16 + usize::from(*limit) * 64;
     let mut client = stream::from_flags(flags & 0x3f, script);
     let head = match block_on(read_first_head(&mut client, max_bytes)) {
         Ok(head) => head,

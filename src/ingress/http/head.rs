@@ -3,7 +3,7 @@
 //! pacer's own envelope (hyper answers those with a bare status line).
 //! The bytes read are replayed to hyper unchanged.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Most header lines a request head may carry (hyper's default).
@@ -35,9 +35,12 @@ pub async fn read_first_head<R: AsyncRead + Unpin>(
         if buf.len() >= max_bytes {
             return Err(HeadError::TooLarge);
         }
-        buf.reserve(READ_CHUNK.min(max_bytes - buf.len()));
+        // No read takes the buffer past the limit (`reserve` may grow it
+        // further).
+        let room = max_bytes - buf.len();
+        buf.reserve(READ_CHUNK.min(room));
         let scan_from = buf.len().saturating_sub(3);
-        let n = match stream.read_buf(&mut buf).await {
+        let n = match stream.read_buf(&mut (&mut buf).limit(room)).await {
             Ok(n) => n,
             Err(_) if buf.is_empty() => return Err(HeadError::Closed),
             Err(_) => return Err(HeadError::Malformed),
@@ -125,6 +128,18 @@ mod tests {
         let head: &'static [u8] = Box::leak(head.into_boxed_slice());
         let err = read_from(head, 1024).await;
         assert!(matches!(err, Err(HeadError::TooLarge)));
+    }
+
+    #[tokio::test]
+    async fn a_head_past_the_limit_is_too_large_whatever_the_reads() {
+        // Larger than one read chunk: the buffer grows past the limit, but
+        // no read may take the head past it.
+        let mut head = b"GET http://a/ HTTP/1.1\r\nX: ".to_vec();
+        head.resize(6_400, b'a');
+        head.extend_from_slice(b"\r\n\r\n");
+        let head: &'static [u8] = Box::leak(head.into_boxed_slice());
+        let err = read_from(head, 6_000).await;
+        assert!(matches!(err, Err(HeadError::TooLarge)), "{err:?}");
     }
 
     #[tokio::test]
