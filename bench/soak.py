@@ -45,6 +45,8 @@ UPSTREAMS = [(19128, "127.0.0.2"), (19129, "127.0.0.3")]
 DIRECT_SOURCE = "127.0.0.1"
 BIG_BYTES = 64 * 1024 * 1024
 DAILY_CAP = 4000
+# One origin log line of the sigkill scenario: `127.0.0.1 /small?sigkill 200`.
+LINE_BYTES = len("127.0.0.1 /small?sigkill 200\n")
 FAILOVER_S = int(os.environ.get("SOAK_FAILOVER_S", "60"))
 
 PACER_CONFIG = """
@@ -301,9 +303,25 @@ class Soak:
             argv += ["--duration", duration]
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
-    def origin_lines(self):
+    def origin_mark(self):
+        """Where the origin's log ends now."""
+        return os.path.getsize(f"{self.run}/origin.log")
+
+    def origin_lines(self, mark, tag):
+        """The origin's log lines since `mark` for URLs carrying `tag`."""
         with open(f"{self.run}/origin.log") as f:
-            return f.readlines()
+            f.seek(mark)
+            return [line.split() for line in f if tag in line]
+
+    def settled_rss_kib(self, pid):
+        """pacer's RSS once a scenario's load is gone: a little traffic
+        (jemalloc hands freed pages back to the system only while it
+        allocates), then 12 s, then one request more."""
+        target = f"http://127.0.0.1:{ORIGIN_PORT}/small"
+        result_of(self.loadgen("http", "demo:demo", target, 1, "2s", ["--warmup", "0s"]))
+        time.sleep(12)
+        result_of(self.loadgen("http", "demo:demo", target, 1, None, ["--requests", "1", "--warmup", "0s"]))
+        return rss_kib(pid)
 
 
 def wait_port(port, timeout=30):
@@ -339,13 +357,6 @@ def reset_peak(pid):
         f.write("5")
 
 
-def settled_rss_kib(pid, wait=15):
-    """RSS once the allocator has handed freed pages back (jemalloc
-    returns dirty pages after about 10 s)."""
-    time.sleep(wait)
-    return rss_kib(pid)
-
-
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -377,32 +388,34 @@ def memory(pid):
 # ------------------------------------------------------------- scenarios
 
 
-def held(soak):
+def held(soak, rounds=2):
+    """Two rounds on one pacer: memory that a round leaked would show as a
+    higher peak or a higher RSS after, the second time."""
     pacer = soak.start_pacer("held", idle="45s")
     before = memory(pacer.pid)
     target = f"http://127.0.0.1:{ORIGIN_PORT}/small"
     baseline = result_of(soak.loadgen("http", "demo:demo", target, 32, "10s"))[-1]
-    reset_peak(pacer.pid)
-    idle = soak.loadgen("idle", "demo:demo", target, 10000, None, ["--hold", "40s"])
-    ready = json.loads(idle.stdout.readline())
-    under = result_of(soak.loadgen("http", "demo:demo", target, 32, "10s"))[-1]
-    rest = idle.communicate(timeout=120)[0]
-    done = [json.loads(l) for l in rest.splitlines() if l.startswith("{")][-1]
-    peak = peak_kib(pacer.pid)
-    after_fds, settled = settle_fds(pacer.pid, before["fds"])
-    result = {
-        "scenario": "held",
-        "held_open_at_ready": ready.get("open"),
-        "held_open_at_done": done.get("open"),
-        "served_baseline_rps": baseline.get("rps"),
-        "served_under_hold_rps": under.get("rps"),
-        "served_ratio": round(under.get("rps", 0) / max(baseline.get("rps", 1), 1), 2),
-        "served_p99_us_baseline": baseline.get("p99_us"),
-        "served_p99_us_under_hold": under.get("p99_us"),
-        "served_errors": errors_of(under),
-        "rss_kib": {"before": before["rss_kib"], "peak": peak, "after": settled_rss_kib(pacer.pid)},
-        "fds": {"before": before["fds"], "after": after_fds, "settled_after_s": settled},
-    }
+    result = {"scenario": "held", "served_baseline_rps": baseline.get("rps"),
+              "served_p99_us_baseline": baseline.get("p99_us"), "rounds": []}
+    for _ in range(rounds):
+        reset_peak(pacer.pid)
+        idle = soak.loadgen("idle", "demo:demo", target, 10000, None, ["--hold", "40s"])
+        ready = json.loads(idle.stdout.readline())
+        under = result_of(soak.loadgen("http", "demo:demo", target, 32, "10s"))[-1]
+        rest = idle.communicate(timeout=120)[0]
+        done = [json.loads(l) for l in rest.splitlines() if l.startswith("{")][-1]
+        peak = peak_kib(pacer.pid)
+        after_fds, settled = settle_fds(pacer.pid, before["fds"])
+        result["rounds"].append({
+            "held_open_at_ready": ready.get("open"),
+            "held_open_at_done": done.get("open"),
+            "served_under_hold_rps": under.get("rps"),
+            "served_ratio": round(under.get("rps", 0) / max(baseline.get("rps", 1), 1), 2),
+            "served_p99_us_under_hold": under.get("p99_us"),
+            "served_errors": errors_of(under),
+            "rss_kib": {"before": before["rss_kib"], "peak": peak, "after": soak.settled_rss_kib(pacer.pid)},
+            "fds": {"before": before["fds"], "after": after_fds, "settled_after_s": settled},
+        })
     soak.stop(pacer)
     return result
 
@@ -413,7 +426,7 @@ def failover(soak):
     pacer = soak.start_pacer("failover", idle="10s")
     before = memory(pacer.pid)
     reset_peak(pacer.pid)
-    first_line = len(soak.origin_lines())
+    mark = soak.origin_mark()
     target = f"http://127.0.0.1:{ORIGIN_PORT}/small?failover"
     load = soak.loadgen("http", "pool:pool", target, 16, f"{FAILOVER_S}s", ["--warmup", "0s"])
     kills = 0
@@ -429,7 +442,7 @@ def failover(soak):
         turn += 1
     report = result_of(load)[-1]
     peak = peak_kib(pacer.pid)
-    lines = [l.split() for l in soak.origin_lines()[first_line:] if "?failover" in l]
+    lines = soak.origin_lines(mark, "?failover")
     by_source = {}
     for source, _, status in lines:
         by_source[source] = by_source.get(source, 0) + 1
@@ -442,7 +455,7 @@ def failover(soak):
         "origin_by_source": by_source,
         "origin_direct": by_source.get(DIRECT_SOURCE, 0),
         "rps": report.get("rps"),
-        "rss_kib": {"before": before["rss_kib"], "peak": peak, "after": settled_rss_kib(pacer.pid)},
+        "rss_kib": {"before": before["rss_kib"], "peak": peak, "after": soak.settled_rss_kib(pacer.pid)},
         "fds": {"before": before["fds"], "after": after_fds, "settled_after_s": settled},
     }
     soak.stop(pacer)
@@ -456,28 +469,27 @@ def sigkill(soak):
     if os.path.exists(state):
         os.remove(state)
     target = f"http://127.0.0.1:{ORIGIN_PORT}/small?sigkill"
-    first_line = len(soak.origin_lines())
-    pacer = soak.start_pacer("sigkill-1", state=state)
+    mark = soak.origin_mark()
+    pacer = soak.start_pacer("sigkill-1", idle="10s", state=state)
     before = memory(pacer.pid)
     reset_peak(pacer.pid)
     load = soak.loadgen("http", "capped:capped", target, 16, "20s", ["--warmup", "0s"])
     # Killed once about a third of the cap has gone through.
     deadline = time.time() + 20
     while time.time() < deadline:
-        seen = sum("?sigkill" in l for l in soak.origin_lines()[first_line:])
-        if seen >= DAILY_CAP // 3:
+        if soak.origin_mark() - mark >= LINE_BYTES * DAILY_CAP // 3:
             break
         time.sleep(0.02)
     peak_first = peak_kib(pacer.pid)
     pacer.kill()
     pacer.wait()
-    killed_at = sum("?sigkill" in l for l in soak.origin_lines()[first_line:])
+    killed_at = len(soak.origin_lines(mark, "?sigkill"))
     load.kill()
     load.wait()
-    pacer = soak.start_pacer("sigkill-2", state=state)
+    pacer = soak.start_pacer("sigkill-2", idle="10s", state=state)
     reset_peak(pacer.pid)
     second = result_of(soak.loadgen("http", "capped:capped", target, 16, "6s", ["--warmup", "0s"]))[-1]
-    lines = [l.split() for l in soak.origin_lines()[first_line:] if "?sigkill" in l]
+    lines = soak.origin_lines(mark, "?sigkill")
     result = {
         "scenario": "sigkill",
         "daily_cap": DAILY_CAP,
@@ -488,50 +500,48 @@ def sigkill(soak):
         "rss_kib": {
             "before": before["rss_kib"],
             "peak": max(peak_first, peak_kib(pacer.pid)),
-            "after": settled_rss_kib(pacer.pid),
+            "after": soak.settled_rss_kib(pacer.pid),
         },
-        "fds": {"before": before["fds"], "after": fds(pacer.pid)},
+        "fds": {"before": before["fds"], "after": settle_fds(pacer.pid, before["fds"])[0]},
     }
     soak.stop(pacer)
     return result
 
 
-def stalled(soak, clients=1000):
+def stalled(soak, clients=1000, rounds=2):
+    """Two rounds on one pacer, as for `held`."""
     pacer = soak.start_pacer("stalled", idle="20s")
     before = memory(pacer.pid)
-    reset_peak(pacer.pid)
     request = (
         f"GET http://127.0.0.1:{ORIGIN_PORT}/big HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         "Proxy-Authorization: Basic ZGVtbzpkZW1v\r\n\r\n"
     ).encode()
-    socks = []
-    for _ in range(clients):
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.connect(("127.0.0.1", PACER_HTTP))
-        s.sendall(request)
-        socks.append(s)
-    time.sleep(10)
-    peak = peak_kib(pacer.pid)
-    held_fds = fds(pacer.pid)
-    # pacer cuts a response that moves no byte for idle_timeout.
-    cut_fds, cut_after = settle_fds(pacer.pid, before["fds"], timeout=40)
-    for s in socks:
-        s.close()
-    after_fds, _ = settle_fds(pacer.pid, before["fds"], timeout=30)
-    big_mib = BIG_BYTES / 1024 / 1024
-    grown = peak - before["rss_kib"]
-    result = {
-        "scenario": "stalled",
-        "clients": clients,
-        "response_mib": big_mib,
-        "fds_while_stalled": held_fds,
-        "fds_after_idle_timeout": cut_fds,
-        "cut_after_s": round(10 + cut_after, 1),
-        "growth_kib_per_client": round(grown / clients, 1),
-        "rss_kib": {"before": before["rss_kib"], "peak": peak, "after": settled_rss_kib(pacer.pid)},
-        "fds": {"before": before["fds"], "after": after_fds},
-    }
+    result = {"scenario": "stalled", "clients": clients, "response_mib": BIG_BYTES // 2**20, "rounds": []}
+    for _ in range(rounds):
+        reset_peak(pacer.pid)
+        socks = []
+        for _ in range(clients):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", PACER_HTTP))
+            s.sendall(request)
+            socks.append(s)
+        time.sleep(10)
+        peak = peak_kib(pacer.pid)
+        held_fds = fds(pacer.pid)
+        # pacer cuts a response that moves no byte for idle_timeout.
+        cut_fds, cut_after = settle_fds(pacer.pid, before["fds"], timeout=90)
+        for s in socks:
+            s.close()
+        after_fds, _ = settle_fds(pacer.pid, before["fds"], timeout=30)
+        result["rounds"].append({
+            "fds_while_stalled": held_fds,
+            "fds_after_idle_timeout": cut_fds,
+            "cut_after_s": round(10 + cut_after, 1),
+            "growth_kib_per_client": round((peak - before["rss_kib"]) / clients, 1),
+            "rss_kib": {"before": before["rss_kib"], "peak": peak, "after": soak.settled_rss_kib(pacer.pid)},
+            "fds": {"before": before["fds"], "after": after_fds},
+        })
     soak.stop(pacer)
     return result
 
@@ -598,7 +608,7 @@ def trickle(soak, clients=20):
         "others_rps_during": under.get("rps"),
         "others_ratio": round(under.get("rps", 0) / max(baseline.get("rps", 1), 1), 2),
         "others_errors": errors_of(under),
-        "rss_kib": {"before": before["rss_kib"], "peak": peak_kib(pacer.pid), "after": settled_rss_kib(pacer.pid)},
+        "rss_kib": {"before": before["rss_kib"], "peak": peak_kib(pacer.pid), "after": soak.settled_rss_kib(pacer.pid)},
         "fds": {"before": before["fds"], "after": after_fds},
     }
     soak.stop(pacer)

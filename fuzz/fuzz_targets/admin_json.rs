@@ -1,7 +1,8 @@
 //! The admin API's JSON bodies through the real admin connection
 //! (`control::admin::serve_connection`): the first byte picks the route
-//! (`POST /v1/accounts`, `PATCH /v2/session/rate-limit`, or
-//! `PATCH /v1/accounts/{acct-1,acct-2}`), the rest is the body. The
+//! (`POST /v1/accounts`, `PATCH /v2/session/rate-limit`,
+//! `PATCH /v1/accounts/{acct-1,acct-2}`, or `PUT /v1/accounts/rt-1`, a
+//! runtime account), the rest is the body. The
 //! answer is a whole HTTP response that is not a 500, and the proxy keeps
 //! answering. A `proxy` object is tried by dialling it: its host and port
 //! are pinned to a closed loopback port first, so nothing else is dialled.
@@ -13,11 +14,12 @@ use libfuzzer_sys::fuzz_target;
 use pacer::control::admin::serve_connection;
 use serde_json::Value;
 
-const ROUTES: [&str; 4] = [
+const ROUTES: [&str; 5] = [
     "POST /v1/accounts",
     "PATCH /v2/session/rate-limit",
     "PATCH /v1/accounts/acct-1",
     "PATCH /v1/accounts/acct-2",
+    "PUT /v1/accounts/rt-1",
 ];
 
 /// The body with any `proxy.host` / `proxy.port` pointed at loopback port 1.
