@@ -7,8 +7,7 @@
 # Each target starts from its seeds in corpus/TARGET and keeps what it
 # finds in work/TARGET (not committed); a crash leaves its input in
 # artifacts/TARGET/. Where `unshare -n` works (root), every target runs in
-# a network namespace of its own, with loopback only. FUZZ_DEV=1 builds
-# without optimisation (faster to build, slower to run: CI's smoke).
+# a network namespace of its own, with loopback only.
 # Prints one summary line per target: executions, coverage (edges and
 # features), corpus size, outcome.
 set -euo pipefail
@@ -17,11 +16,6 @@ seconds=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 export CARGO_TARGET_DIR="$PWD/target"
 flags=(--sanitizer none --debug-assertions)
-profile=release
-if [ "${FUZZ_DEV:-0}" = 1 ]; then
-  flags+=(--dev)
-  profile=debug
-fi
 cargo +nightly fuzz build "${flags[@]}"
 if [ $# -gt 0 ]; then
   targets=("$@")
@@ -32,7 +26,7 @@ isolate=()
 if unshare -n true 2>/dev/null; then
   isolate=(unshare -n sh -c 'ip link set lo up 2>/dev/null; exec "$@"' fuzz)
 fi
-bin="target/x86_64-unknown-linux-gnu/$profile"
+bin="target/x86_64-unknown-linux-gnu/release"
 failed=()
 printf '%-22s %12s %8s %8s %8s  %s\n' target executions edges features corpus outcome
 for target in "${targets[@]}"; do
