@@ -215,11 +215,15 @@ class SlowOrigin(BaseHTTPRequestHandler):
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
-        self.rfile.read(length)
-        self.send_response(200)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\n")
+        try:
+            self.rfile.read(length)
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+        except OSError:
+            # pacer closed the connection (the trickle was cut).
+            self.close_connection = True
 
     def log_message(self, *args):
         pass
