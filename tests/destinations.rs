@@ -8,12 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use common::clients::{http_connect, raw_get};
 use common::{
-    assert_envelope, assert_still_serving, basic_auth, unresolvable_name, Origin, Proxy, SECRET,
+    assert_envelope, assert_still_serving, basic_auth, socks_domain, unresolvable_name, Origin,
+    Proxy,
 };
 
 const WITHIN: Duration = Duration::from_secs(10);
@@ -35,44 +33,29 @@ async fn names_that_are_not_host_names_are_invalid_requests() {
     proxy.stop().await;
 }
 
-/// A SOCKS5 CONNECT to the domain `name` (bytes as sent): the reply code.
-async fn socks_domain(proxy: &Proxy, name: &[u8]) -> u8 {
-    let mut stream = TcpStream::connect(proxy.socks).await.expect("connect");
-    assert_eq!(
-        common::socks_authenticate(&mut stream, b"acct-1", SECRET.as_bytes()).await,
-        0
-    );
-    let mut request = vec![5, 1, 0, 3, name.len() as u8];
-    request.extend_from_slice(name);
-    request.extend_from_slice(&443u16.to_be_bytes());
-    stream.write_all(&request).await.expect("write");
-    let mut reply = [0u8; 2];
-    tokio::time::timeout(WITHIN, stream.read_exact(&mut reply))
-        .await
-        .expect("a reply")
-        .expect("read");
-    reply[1]
-}
-
 #[tokio::test]
 async fn socks5_names_are_checked_and_other_scripts_go_through_idna() {
     let origin = Origin::start().await;
     let proxy = Proxy::default().await;
     assert_eq!(
-        socks_domain(&proxy, b"evil\x01.example").await,
+        socks_domain(proxy.socks, b"evil\x01.example").await,
         0x01,
         "a control character"
     );
-    assert_eq!(socks_domain(&proxy, b"a b.example").await, 0x01, "a space");
     assert_eq!(
-        socks_domain(&proxy, &[b'a'; 254]).await,
+        socks_domain(proxy.socks, b"a b.example").await,
+        0x01,
+        "a space"
+    );
+    assert_eq!(
+        socks_domain(proxy.socks, &[b'a'; 254]).await,
         0x01,
         "over 253 bytes"
     );
     // Over 63 bytes once converted, so it fails to resolve locally.
     let unicode = format!("bücher{}", unresolvable_name());
     assert_eq!(
-        socks_domain(&proxy, unicode.as_bytes()).await,
+        socks_domain(proxy.socks, unicode.as_bytes()).await,
         0x04,
         "accepted as xn--bcher…, which does not resolve"
     );

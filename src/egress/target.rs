@@ -78,7 +78,8 @@ impl Target {
         } else {
             idna::domain_to_ascii(bare).map_err(|_| bad())?
         };
-        let name = ascii.trim_end_matches('.');
+        // One trailing dot is the DNS root (`example.com.`); more are no name.
+        let name = ascii.strip_suffix('.').unwrap_or(&ascii);
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
         let well_formed = !name.is_empty()
             && ascii.len() <= 253
@@ -196,6 +197,8 @@ mod tests {
             "a@b",
             "a/b",
             "a..b",
+            "example.com..",
+            ".",
             "x!y",
             &long,
         ] {

@@ -518,6 +518,26 @@ pub async fn socks_command(stream: &mut TcpStream, cmd: u8, target: SocketAddr) 
     reply[1]
 }
 
+/// A SOCKS5 CONNECT as acct-1 to the domain `name` (bytes as sent) on
+/// port 443: the reply code.
+pub async fn socks_domain(socks: SocketAddr, name: &[u8]) -> u8 {
+    let mut stream = TcpStream::connect(socks).await.expect("connect");
+    assert_eq!(
+        socks_authenticate(&mut stream, b"acct-1", SECRET.as_bytes()).await,
+        0
+    );
+    let mut request = vec![5, 1, 0, 3, name.len() as u8];
+    request.extend_from_slice(name);
+    request.extend_from_slice(&443u16.to_be_bytes());
+    stream.write_all(&request).await.expect("write");
+    let mut reply = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut reply))
+        .await
+        .expect("a reply")
+        .expect("read");
+    reply[1]
+}
+
 /// The `pacer` binary running on `config`, and the addresses of its first
 /// `listeners` listeners, read from its log.
 pub async fn spawn_pacer(

@@ -31,6 +31,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use self::error::AdminError;
@@ -58,8 +59,12 @@ pub async fn serve(app: Arc<Control>, listener: TcpListener) {
 }
 
 /// One admin connection: keep-alive until idle for `header_read_timeout`,
-/// closed after its current request once shutdown begins.
-async fn serve_connection(app: Arc<Control>, stream: tokio::net::TcpStream) {
+/// closed after its current request once shutdown begins. `stream` is the
+/// accepted socket (or, in the fuzz targets, an in-memory stream).
+pub async fn serve_connection<S>(app: Arc<Control>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service_app = app.clone();
     let service = service_fn(move |request| {
         let app = service_app.clone();

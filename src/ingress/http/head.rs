@@ -3,9 +3,8 @@
 //! pacer's own envelope (hyper answers those with a bare status line).
 //! The bytes read are replayed to hyper unchanged.
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Most header lines a request head may carry (hyper's default).
 pub const MAX_HEADERS: usize = 100;
@@ -24,17 +23,24 @@ pub enum HeadError {
 
 /// Reads until the end of the first request head (inclusive, plus whatever
 /// followed in the same reads) and checks it parses, reading no more than
-/// `max_bytes` of head.
-pub async fn read_first_head(stream: &mut TcpStream, max_bytes: usize) -> Result<Bytes, HeadError> {
+/// `max_bytes` of head. `stream` is the client's socket (or, in the fuzz
+/// targets, any byte source).
+pub async fn read_first_head<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    max_bytes: usize,
+) -> Result<Bytes, HeadError> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK.min(max_bytes));
     let mut checked_start = false;
     loop {
         if buf.len() >= max_bytes {
             return Err(HeadError::TooLarge);
         }
-        buf.reserve(READ_CHUNK.min(max_bytes - buf.len()));
+        // No read takes the buffer past the limit (`reserve` may grow it
+        // further).
+        let room = max_bytes - buf.len();
+        buf.reserve(READ_CHUNK.min(room));
         let scan_from = buf.len().saturating_sub(3);
-        let n = match stream.read_buf(&mut buf).await {
+        let n = match stream.read_buf(&mut (&mut buf).limit(room)).await {
             Ok(n) => n,
             Err(_) if buf.is_empty() => return Err(HeadError::Closed),
             Err(_) => return Err(HeadError::Malformed),
@@ -83,7 +89,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     async fn read_from(client_bytes: &'static [u8], max: usize) -> Result<Bytes, HeadError> {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -122,6 +128,18 @@ mod tests {
         let head: &'static [u8] = Box::leak(head.into_boxed_slice());
         let err = read_from(head, 1024).await;
         assert!(matches!(err, Err(HeadError::TooLarge)));
+    }
+
+    #[tokio::test]
+    async fn a_head_past_the_limit_is_too_large_whatever_the_reads() {
+        // Larger than one read chunk: the buffer grows past the limit, but
+        // no read may take the head past it.
+        let mut head = b"GET http://a/ HTTP/1.1\r\nX: ".to_vec();
+        head.resize(6_400, b'a');
+        head.extend_from_slice(b"\r\n\r\n");
+        let head: &'static [u8] = Box::leak(head.into_boxed_slice());
+        let err = read_from(head, 6_000).await;
+        assert!(matches!(err, Err(HeadError::TooLarge)), "{err:?}");
     }
 
     #[tokio::test]
