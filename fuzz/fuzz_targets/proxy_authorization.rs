@@ -1,13 +1,16 @@
 //! `Proxy-Authorization` decoding (`Credentials::from_basic`) on any header
-//! value, then the account lookup with the decoded credentials on the fuzz
-//! proxy. Decoded credentials encode back to themselves.
+//! value, then the request path's authentication (`pipeline::authenticate`)
+//! with the decoded credentials on the fuzz proxy. Decoded credentials
+//! encode back to themselves.
 #![no_main]
 
 use base64::Engine as _;
-use harness::proxy;
+use harness::{block_on, proxy};
 use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
+use pacer::pipeline::authenticate;
 use pacer::policy::auth::Credentials;
+use pacer::telemetry::context::ListenerKind;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = HeaderValue::from_bytes(data) else {
@@ -27,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         (again.id, again.secret),
         (credentials.id.clone(), credentials.secret.clone())
     );
-    let accounts = &proxy::app().engine.snapshot.load().accounts;
-    let _ = accounts.authenticate(&credentials);
+    let engine = &proxy::app().engine;
+    let mut ctx = engine.context(ListenerKind::Http, proxy::peer());
+    let _ = block_on(authenticate(engine, &mut ctx, &credentials));
 });
