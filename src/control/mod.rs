@@ -47,28 +47,52 @@ pub struct Control {
 
 impl Control {
     /// Writes changed usage every second, or at once when an account nears
-    /// its headroom, until the task is aborted. Store writes run on the
-    /// blocking pool.
+    /// its headroom, until the task is aborted; first checks that the
+    /// store file is still the one on disk (a deleted or replaced file is
+    /// written afresh from memory). Store writes run on the blocking pool.
+    /// A failure is logged when it starts (or changes), and the recovery
+    /// when writes succeed again; `/healthz` fails meanwhile.
     pub async fn flush_usage(self: Arc<Self>) {
         let Some(wake) = self.journal.clone() else {
             return;
         };
         let mut every = tokio::time::interval(FLUSH_EVERY);
+        let mut failing: Option<String> = None;
         loop {
             tokio::select! {
                 _ = every.tick() => {}
                 () = wake.notified() => {}
             }
             let control = self.clone();
-            let flushed = tokio::task::spawn_blocking(move || {
-                persist::flush(&control.store, &control.engine.snapshot.load(), false)
-            });
-            match flushed.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => tracing::error!(%err, "usage not persisted; will retry"),
-                Err(err) => tracing::error!(%err, "usage flush task failed"),
+            let flushed = tokio::task::spawn_blocking(move || control.flush_once());
+            let outcome = match flushed.await {
+                Ok(outcome) => outcome.map_err(|err| err.to_string()),
+                Err(err) => Err(format!("usage flush task failed: {err}")),
+            };
+            match (outcome, &failing) {
+                (Ok(()), Some(_)) => {
+                    tracing::info!("state store written again");
+                    failing = None;
+                }
+                (Ok(()), None) => {}
+                (Err(err), Some(before)) if *before == err => {}
+                (Err(err), _) => {
+                    tracing::error!(%err, "usage not persisted; retrying every second");
+                    failing = Some(err);
+                }
             }
         }
+    }
+
+    /// One flush: the store file checked, then changed usage written.
+    fn flush_once(&self) -> Result<(), crate::state::store::StoreError> {
+        if self.store.keep_on_disk()? {
+            tracing::error!(
+                "the state store file was deleted or replaced while pacer ran; \
+                 wrote a fresh one with every usage count and runtime change in memory"
+            );
+        }
+        persist::flush(&self.store, &self.engine.snapshot.load(), false).map(|_| ())
     }
 
     /// Frees what idle accounts hold (rolling windows, sticky choices;

@@ -8,9 +8,22 @@
 //! code runs and nothing is kept.
 //!
 //! Values are JSON, so the file can be inspected with any redb tool.
+//!
+//! The file holds upstream passwords and runtime changes: pacer creates it
+//! readable by its owner only (0600), and the folders it creates for it
+//! 0700; an existing file with wider permissions is narrowed to 0600.
+//!
+//! A file deleted (or replaced) under a running pacer would silently lose
+//! everything at the next restart, since pacer keeps writing into the
+//! open, unlinked file. [`Store::keep_on_disk`] (called by the usage
+//! flusher every second) compares the path's device and inode with the
+//! file pacer opened, and when they differ writes a fresh file there with
+//! everything the store holds. Every write's outcome is kept:
+//! [`Store::failure`] is the last error while writes fail (`/healthz`).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use redb::backends::InMemoryBackend;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -22,9 +35,13 @@ use crate::policy::limit::record::UsageRecord;
 use crate::state::changes::AccountChanges;
 use crate::state::runtime::{RuntimeAccount, RuntimeAccounts};
 
-const USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("usage");
-const CHANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("account_changes");
-const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("runtime_accounts");
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+const USAGE: Table = TableDefinition::new("usage");
+const CHANGES: Table = TableDefinition::new("account_changes");
+const ACCOUNTS: Table = TableDefinition::new("runtime_accounts");
+/// Every table, created at open and copied into a fresh file.
+const TABLES: [Table; 3] = [USAGE, CHANGES, ACCOUNTS];
 
 /// A store failure: the file could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +63,17 @@ pub struct Stored {
 
 /// The open store.
 pub struct Store {
-    db: Database,
+    db: RwLock<Database>,
+    /// The file and its identity, for a store on disk.
+    file: Option<Mutex<OnDisk>>,
+    /// The last write's error, while writes fail.
+    failing: Mutex<Option<String>>,
+}
+
+/// Where the store lives on disk, and which file pacer has open there.
+struct OnDisk {
+    path: PathBuf,
+    identity: FileId,
 }
 
 impl std::fmt::Debug for Store {
@@ -58,23 +85,97 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating it and its folder if needed) the configured store.
     pub fn open(config: &StateConfig) -> Result<Store, StoreError> {
-        let db = match config {
-            StateConfig::Memory => Database::builder()
-                .create_with_backend(InMemoryBackend::new())
-                .map_err(failed)?,
-            StateConfig::Path(path) => open_file(path)?,
+        let (db, file) = match config {
+            StateConfig::Memory => {
+                let db = Database::builder()
+                    .create_with_backend(InMemoryBackend::new())
+                    .map_err(failed)?;
+                (db, None)
+            }
+            StateConfig::Path(path) => {
+                let (db, identity) = open_file(path)?;
+                let path = path.clone();
+                (db, Some(Mutex::new(OnDisk { path, identity })))
+            }
         };
-        let store = Store { db };
+        let store = Store {
+            db: RwLock::new(db),
+            file,
+            failing: Mutex::new(None),
+        };
         store.ensure_tables()?;
         Ok(store)
     }
 
     fn ensure_tables(&self) -> Result<(), StoreError> {
-        let write = self.db.begin_write().map_err(failed)?;
-        write.open_table(USAGE).map_err(failed)?;
-        write.open_table(CHANGES).map_err(failed)?;
-        write.open_table(ACCOUNTS).map_err(failed)?;
+        let db = self.db();
+        let write = db.begin_write().map_err(failed)?;
+        for table in TABLES {
+            write.open_table(table).map_err(failed)?;
+        }
         write.commit().map_err(failed)
+    }
+
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The last write's error, while writes fail (none once one succeeds).
+    pub fn failure(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps `result`, the outcome of a write, for [`Store::failure`].
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        *failing = result.as_ref().err().map(ToString::to_string);
+        result
+    }
+
+    /// Checks that the store's path still names the file pacer writes. When
+    /// it was deleted or replaced, writes a fresh file there holding
+    /// everything the store holds, and answers true. While writes fail,
+    /// also tries an empty write, so that [`Store::failure`] clears once
+    /// the store takes writes again. A store in memory is always in place.
+    pub fn keep_on_disk(&self) -> Result<bool, StoreError> {
+        let Some(file) = &self.file else {
+            return Ok(false);
+        };
+        let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+        if file_id(&file.path).is_some_and(|on_disk| on_disk == file.identity) {
+            if self.failure().is_some() {
+                self.noted(self.ensure_tables())?;
+            }
+            return Ok(false);
+        }
+        let replaced = self.replace_file(&mut file);
+        self.noted(replaced).map(|()| true)
+    }
+
+    /// Writes everything into a fresh file beside `file`, renames it over
+    /// the path and continues with it.
+    fn replace_file(&self, file: &mut OnDisk) -> Result<(), StoreError> {
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        let mut name = file.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".new");
+        let fresh_path = file.path.with_file_name(name);
+        let _ = std::fs::remove_file(&fresh_path);
+        let (fresh, _) = open_file(&fresh_path)?;
+        copy_tables(&db, &fresh)?;
+        let at = |e: std::io::Error| StoreError(format!("{}: {e}", file.path.display()));
+        std::fs::rename(&fresh_path, &file.path).map_err(at)?;
+        if let Some(parent) = file.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)
+                .and_then(|dir| dir.sync_all())
+                .map_err(at)?;
+        }
+        file.identity = file_id(&file.path)
+            .ok_or_else(|| StoreError(format!("{} vanished", file.path.display())))?;
+        *db = fresh;
+        Ok(())
     }
 
     /// Creates or replaces a runtime account, durably; a replaced
@@ -82,27 +183,38 @@ impl Store {
     /// is).
     pub fn put_account(&self, id: &str, account: &RuntimeAccount) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(account).map_err(failed)?;
-        let write = self.db.begin_write().map_err(failed)?;
-        {
+        let put = self.in_one_write(|write| {
             let mut accounts = write.open_table(ACCOUNTS).map_err(failed)?;
             accounts.insert(id, bytes.as_slice()).map_err(failed)?;
             let mut changes = write.open_table(CHANGES).map_err(failed)?;
             changes.remove(id).map_err(failed)?;
-        }
-        write.commit().map_err(failed)
+            Ok(())
+        });
+        self.noted(put)
     }
 
     /// Deletes a runtime account and its runtime changes, durably. Its
     /// usage stays, so an account created again the same day cannot
     /// exceed its caps.
     pub fn delete_account(&self, id: &str) -> Result<(), StoreError> {
-        let write = self.db.begin_write().map_err(failed)?;
-        {
+        let deleted = self.in_one_write(|write| {
             let mut accounts = write.open_table(ACCOUNTS).map_err(failed)?;
             accounts.remove(id).map_err(failed)?;
             let mut changes = write.open_table(CHANGES).map_err(failed)?;
             changes.remove(id).map_err(failed)?;
-        }
+            Ok(())
+        });
+        self.noted(deleted)
+    }
+
+    /// Runs `body` in one durable write transaction.
+    fn in_one_write(
+        &self,
+        body: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let db = self.db();
+        let write = db.begin_write().map_err(failed)?;
+        body(&write)?;
         write.commit().map_err(failed)
     }
 
@@ -132,11 +244,9 @@ impl Store {
         self.save(USAGE, records)
     }
 
-    fn load<T: DeserializeOwned>(
-        &self,
-        table: TableDefinition<&str, &[u8]>,
-    ) -> Result<HashMap<String, T>, StoreError> {
-        let read = self.db.begin_read().map_err(failed)?;
+    fn load<T: DeserializeOwned>(&self, table: Table) -> Result<HashMap<String, T>, StoreError> {
+        let db = self.db();
+        let read = db.begin_read().map_err(failed)?;
         let table = read.open_table(table).map_err(failed)?;
         let mut records = HashMap::new();
         for entry in table.iter().map_err(failed)? {
@@ -155,27 +265,119 @@ impl Store {
 
     fn save<'a, T: Serialize + 'a>(
         &self,
-        table: TableDefinition<&str, &[u8]>,
+        table: Table,
         records: impl IntoIterator<Item = (&'a str, &'a T)>,
     ) -> Result<(), StoreError> {
-        let write = self.db.begin_write().map_err(failed)?;
-        {
+        let saved = self.write(table, records);
+        self.noted(saved)
+    }
+
+    fn write<'a, T: Serialize + 'a>(
+        &self,
+        table: Table,
+        records: impl IntoIterator<Item = (&'a str, &'a T)>,
+    ) -> Result<(), StoreError> {
+        self.in_one_write(|write| {
             let mut table = write.open_table(table).map_err(failed)?;
             for (account, record) in records {
                 let bytes = serde_json::to_vec(record).map_err(failed)?;
                 table.insert(account, bytes.as_slice()).map_err(failed)?;
             }
-        }
-        write.commit().map_err(failed)
+            Ok(())
+        })
     }
 }
 
-fn open_file(path: &Path) -> Result<Database, StoreError> {
+/// Copies every table of `from` into `to`, in one durable transaction.
+fn copy_tables(from: &Database, to: &Database) -> Result<(), StoreError> {
+    let read = from.begin_read().map_err(failed)?;
+    let write = to.begin_write().map_err(failed)?;
+    for definition in TABLES {
+        let source = read.open_table(definition).map_err(failed)?;
+        let mut target = write.open_table(definition).map_err(failed)?;
+        for entry in source.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            target.insert(key.value(), value.value()).map_err(failed)?;
+        }
+    }
+    write.commit().map_err(failed)
+}
+
+/// Opens or creates the store file (owner-only), and its folders (0700).
+fn open_file(path: &Path) -> Result<(Database, FileId), StoreError> {
+    let at = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
+        private_dirs(parent)
             .map_err(|e| StoreError(format!("cannot create {}: {e}", parent.display())))?;
     }
-    Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))
+    private_file(path).map_err(at)?;
+    let db = Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+    let identity =
+        file_id(path).ok_or_else(|| StoreError(format!("{} vanished", path.display())))?;
+    Ok((db, identity))
+}
+
+/// Which file a path names: device and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    device: u64,
+    inode: u64,
+}
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileId {
+        device: meta.dev(),
+        inode: meta.ino(),
+    })
+}
+
+#[cfg(unix)]
+fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Creates `path` readable and writable by its owner only, or narrows an
+/// existing file to that.
+#[cfg(unix)]
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode != 0o600 {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "store file readable by others; narrowed to 0600");
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &Path) -> Option<FileId> {
+    std::fs::metadata(path).ok().map(|_| FileId {
+        device: 0,
+        inode: 0,
+    })
+}
+
+#[cfg(not(unix))]
+fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(not(unix))]
+fn private_file(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ async fn route(
     }
     let id = id.unwrap_or_default().to_owned();
     match route.endpoint {
-        Endpoint::Healthz => Ok(ops::healthz()),
+        Endpoint::Healthz => Ok(ops::healthz(app)),
         Endpoint::OpenApi => Ok(openapi::document()),
         Endpoint::Metrics => Ok(ops::metrics(app)),
         Endpoint::Reload => ops::reload(app).await,

@@ -14,9 +14,17 @@ use crate::control::{reload, Control};
 use crate::wire::body::ProxyBody;
 use crate::wire::request_id::RequestId;
 
-/// Always 200 while pacer runs.
-pub fn healthz() -> Response<ProxyBody> {
-    json(&json!({"status": "ok"}))
+/// 200 `{"status":"ok"}` while pacer runs and its store takes writes;
+/// 503 `{"status":"failing","store":ERROR}` while store writes fail.
+pub fn healthz(app: &Control) -> Response<ProxyBody> {
+    match app.store.failure() {
+        None => json(&json!({"status": "ok"})),
+        Some(error) => {
+            let mut response = json(&json!({"status": "failing", "store": error}));
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        }
+    }
 }
 
 /// The Prometheus text exposition.
