@@ -7,10 +7,11 @@
 //! here by its path, one map lookup per step.
 //!
 //! Lines are found through a [`LineIndex`] (the offset of every newline,
-//! built once, on the first position asked for) by binary search, so
-//! locating is logarithmic in the file and a valid file never pays for it.
+//! built once, on the first position asked for) by binary search, and keys
+//! in a tree parsed again on the first lookup: locating is logarithmic in
+//! the file, and a valid file (which locates nothing) pays for neither.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::ops::Range;
 
 use toml::de::{DeTable, DeValue};
@@ -28,7 +29,11 @@ pub enum Seg {
 /// A parsed document and its source text.
 pub struct Document<'a> {
     src: &'a str,
-    root: Spanned<DeTable<'a>>,
+    /// The tree [`Document::parse`] built, until the deserializer takes it.
+    parsed: Cell<Option<Spanned<DeTable<'a>>>>,
+    /// The tree keys are located in: parsed again on the first lookup
+    /// (which only an error needs), so a valid file is parsed once.
+    tree: OnceCell<Spanned<DeTable<'a>>>,
     lines: OnceCell<LineIndex<'a>>,
 }
 
@@ -38,16 +43,24 @@ impl<'a> Document<'a> {
         match DeTable::parse(src) {
             Ok(root) => Ok(Document {
                 src,
-                root,
+                parsed: Cell::new(Some(root)),
+                tree: OnceCell::new(),
                 lines: OnceCell::new(),
             }),
             Err(e) => Err(LineIndex::new(src).error(e.span().unwrap_or(0..0), e.message())),
         }
     }
 
-    /// A fresh serde deserializer over the parsed document.
+    /// A serde deserializer over the document (the parsed tree itself the
+    /// first time).
     pub fn deserializer(&self) -> toml::de::Deserializer<'a> {
-        toml::de::Deserializer::from(self.root.clone())
+        let root = self.parsed.take().unwrap_or_else(|| self.parse_again());
+        toml::de::Deserializer::from(root)
+    }
+
+    /// The tree of a source already known to parse.
+    fn parse_again(&self) -> Spanned<DeTable<'a>> {
+        DeTable::parse(self.src).unwrap_or_else(|_| Spanned::new(0..0, DeTable::new()))
     }
 
     /// An error at a byte range of the source.
@@ -74,7 +87,7 @@ impl<'a> Document<'a> {
     /// Span of the last key (or array element) of `path`; falls back to
     /// the deepest match, then to the start of the file.
     pub fn span_of(&self, path: &[Seg]) -> Range<usize> {
-        let root = self.root.get_ref();
+        let root = self.tree.get_or_init(|| self.parse_again()).get_ref();
         let mut found = 0..0;
         let mut value: Option<&Spanned<DeValue<'a>>> = None;
         for seg in path {

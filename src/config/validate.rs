@@ -23,7 +23,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::file::{DurationText, FileConfig, Text};
-use super::locate::{Document, Seg};
+use super::locate::Document;
 use super::types::parse_duration;
 use super::{Config, ConfigError};
 
@@ -121,12 +121,6 @@ impl Ctx<'_, '_> {
     fn at_key(&mut self, keys: &[&str], message: impl Into<String>) {
         let e = self.doc.key_error(keys, message);
         self.errors.push(e);
-    }
-
-    /// Span of a key found by its table path.
-    fn key_span(&self, keys: &[&str]) -> Range<usize> {
-        let path: Vec<Seg> = keys.iter().map(|k| Seg::Key(k.to_string())).collect();
-        self.doc.span_of(&path)
     }
 
     /// 1-based line of a byte offset, for "first defined at line N" notes.

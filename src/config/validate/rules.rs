@@ -284,16 +284,16 @@ fn limit_table(cx: &mut Ctx, path: &[&str], table: &LimitTable, actions: &[&str]
     let mut found: Vec<(usize, Limit)> = Vec::new();
     for (raw_key, value) in table {
         let key_path = [path, &[raw_key.as_str()]].concat();
-        let key_span = cx.key_span(&key_path);
         let Some(limit) = limit(cx, &key_path, raw_key, value, actions) else {
             continue;
         };
         if let Some((_, twin)) = found.iter().find(|(_, l)| l.key == limit.key) {
             let message = format!("`{raw_key}` is the same limit as `{}`", twin.raw_key);
-            cx.at_span(key_span, message);
+            cx.at_key(&key_path, message);
             continue;
         }
-        found.push((key_span.start, limit));
+        // A value comes after its key: values are in file order too.
+        found.push((value.span().start, limit));
     }
     found.sort_by_key(|(at, _)| *at);
     found.into_iter().map(|(_, l)| l).collect()
