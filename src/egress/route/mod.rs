@@ -29,7 +29,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -70,8 +70,25 @@ struct Sticky {
 #[derive(Clone)]
 enum Route {
     Direct,
-    Custom(Arc<Upstream>),
+    Custom(Arc<CustomUpstream>),
     Country(CountryCode),
+}
+
+/// An account's own upstream, built (with its connection pools) on the
+/// account's first request through it rather than when the config is
+/// loaded: a start or reload of many accounts builds only their URLs.
+struct CustomUpstream {
+    url: UpstreamUrl,
+    built: OnceLock<Arc<Upstream>>,
+}
+
+impl CustomUpstream {
+    fn get(&self, settings: &Arc<EgressSettings>) -> Arc<Upstream> {
+        let built = self
+            .built
+            .get_or_init(|| Arc::new(Upstream::new(self.url.clone(), settings)));
+        built.clone()
+    }
 }
 
 /// The upstreams of one country.
@@ -218,13 +235,14 @@ impl Router {
     }
 
     /// Sets (or replaces) an account's route; the admin API calls this.
-    /// A custom upstream gets a fresh connection pool.
+    /// A custom upstream gets a fresh connection pool (on its first use).
     pub fn set_route(&self, account: &str, route: &AccountRoute) {
         let route = match route {
             AccountRoute::Direct => Route::Direct,
-            AccountRoute::Custom(url) => {
-                Route::Custom(Arc::new(Upstream::new(url.clone(), &self.settings)))
-            }
+            AccountRoute::Custom(url) => Route::Custom(Arc::new(CustomUpstream {
+                url: url.clone(),
+                built: OnceLock::new(),
+            })),
             AccountRoute::Country(country) => Route::Country(*country),
         };
         let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);

@@ -89,7 +89,7 @@ impl<'r> Plan<'r> {
         }
         let hop = match &self.route {
             Route::Direct => Hop::Direct,
-            Route::Custom(upstream) => Hop::Custom(upstream.clone()),
+            Route::Custom(custom) => Hop::Custom(custom.get(&self.router.settings)),
             Route::Country(country) => match self.pick(*country) {
                 Some(member) => {
                     member.attempted();
