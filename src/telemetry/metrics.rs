@@ -7,6 +7,8 @@
 //! Labels come from closed sets (listeners, configured actions, envelope
 //! types, limit kinds), so cardinality is bounded by the config; the
 //! per-account series exist only with `[admin] account_metrics = true`.
+//! The request and upstream-attempt counters are counted through handles
+//! resolved once per label set ([`super::handles`]).
 
 use std::sync::atomic::AtomicU64;
 
@@ -19,6 +21,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use super::context::{ListenerKind, RequestContext};
+use super::handles::Handles;
 use super::history::History;
 use crate::policy::limit::HitKind;
 
@@ -28,6 +31,25 @@ struct RequestLabels {
     action: String,
     outcome: &'static str,
     intercepted: &'static str,
+}
+
+/// The labels of a request series other than its action.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct RequestSlot {
+    listener: &'static str,
+    outcome: &'static str,
+    intercepted: &'static str,
+}
+
+impl RequestSlot {
+    fn labels(self, action: &str) -> RequestLabels {
+        RequestLabels {
+            listener: self.listener,
+            action: action.to_owned(),
+            outcome: self.outcome,
+            intercepted: self.intercepted,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,6 +96,7 @@ type WaitHistogram = Family<LimitLabels, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    request_handles: Handles<RequestSlot>,
     refusals: Family<LimitLabels, Counter>,
     pace_waits: WaitHistogram,
     pace_lateness: Histogram,
@@ -81,6 +104,7 @@ pub struct Metrics {
     bytes: Family<BytesLabels, Counter<u64, AtomicU64>>,
     spliced_bytes: Counter<u64, AtomicU64>,
     upstream_attempts: Family<UpstreamLabels, Counter>,
+    upstream_handles: Handles<()>,
     upstream_failures: Family<UpstreamFailureLabels, Counter>,
     backoff_pauses: Family<ActionLabels, Counter>,
     accounts: Option<Family<AccountLabels, Counter>>,
@@ -176,6 +200,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            request_handles: Handles::default(),
             refusals,
             pace_waits,
             pace_lateness,
@@ -183,6 +208,7 @@ impl Metrics {
             bytes,
             spliced_bytes,
             upstream_attempts,
+            upstream_handles: Handles::default(),
             upstream_failures,
             backoff_pauses,
             accounts,
@@ -200,10 +226,12 @@ impl Metrics {
 
     /// Counts one attempt through `upstream`.
     pub fn upstream_attempt(&self, upstream: &str) {
-        let labels = UpstreamLabels {
-            upstream: upstream.to_owned(),
-        };
-        self.upstream_attempts.get_or_create(&labels).inc();
+        self.upstream_handles.inc((), upstream, || {
+            let labels = UpstreamLabels {
+                upstream: upstream.to_owned(),
+            };
+            self.upstream_attempts.get_or_create(&labels).clone()
+        });
     }
 
     /// Counts one failed attempt through `upstream`.
@@ -226,18 +254,20 @@ impl Metrics {
         self.history.record(ctx, actions, at_ms);
         let listener = ctx.listener.as_str();
         let outcome = ctx.outcome;
+        let slot = RequestSlot {
+            listener,
+            outcome,
+            intercepted: if ctx.intercepted.is_some() {
+                "true"
+            } else {
+                "false"
+            },
+        };
         for action in std::iter::once(&"all").chain(actions) {
-            let labels = RequestLabels {
-                listener,
-                action: (*action).to_owned(),
-                outcome,
-                intercepted: if ctx.intercepted.is_some() {
-                    "true"
-                } else {
-                    "false"
-                },
-            };
-            self.requests.get_or_create(&labels).inc();
+            self.request_handles.inc(slot, action, || {
+                let labels = slot.labels(action);
+                self.requests.get_or_create(&labels).clone()
+            });
         }
         if let Some(kind) = ctx.refused_by {
             self.refusals

@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod context;
+pub mod handles;
 pub mod history;
 pub mod logging;
 pub mod metrics;
