@@ -14,7 +14,7 @@ use pacer::config::Plan;
 use pacer::egress::tls::TlsClient;
 use pacer::egress::upstream::EgressSettings;
 use pacer::policy::auth::hashed::SecretHash;
-use pacer::policy::auth::Credentials;
+use pacer::policy::auth::{Credentials, Field};
 use pacer::state::accounts::{AccountSecret, Identified};
 use pacer::state::runtime::RuntimeAccount;
 use pacer::state::snapshot::Snapshot;
@@ -67,8 +67,8 @@ fn snapshot(n: usize) -> Snapshot {
 
 fn credentials(secret: &[u8]) -> Credentials {
     Credentials {
-        id: b"rt-0".to_vec(),
-        secret: secret.to_vec(),
+        id: Field::from_slice(b"rt-0"),
+        secret: Field::from_slice(secret),
     }
 }
 

@@ -39,6 +39,33 @@ async fn forwards_absolute_form_and_strips_proxy_headers() {
     }
 }
 
+/// The origin gets one `Host`, the URI's authority, whatever the client
+/// sent: none, another, the same twice, or the same then another.
+#[tokio::test]
+async fn host_is_the_uri_authority_once() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::default().await;
+    let authority = origin.addr.to_string();
+    for sent in [
+        String::new(),
+        "Host: elsewhere.example\r\n".to_owned(),
+        format!("Host: {authority}\r\nHost: {authority}\r\n"),
+        format!("Host: {authority}\r\nHost: elsewhere.example\r\n"),
+    ] {
+        let request = format!(
+            "GET {} HTTP/1.1\r\n{sent}Proxy-Authorization: {}\r\nConnection: close\r\n\r\n",
+            origin.url("/echo"),
+            basic_auth()
+        );
+        let raw = raw_exchange(proxy.http, request.as_bytes(), WITHIN).await;
+        let text = String::from_utf8_lossy(&raw);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let echo: serde_json::Value = serde_json::from_str(body).expect("echo json");
+        assert_eq!(echo["headers"]["host"], authority, "sent {sent:?}");
+        assert_eq!(echo["host_count"], 1, "sent {sent:?}");
+    }
+}
+
 #[tokio::test]
 async fn streams_bodies_both_ways() {
     let origin = Origin::start().await;

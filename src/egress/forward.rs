@@ -223,18 +223,26 @@ pub fn prepare_request(request: &mut Request<Incoming>) -> Result<(), NoHost> {
     let upgrade = upgrade_of(request.headers());
     strip_hop_by_hop(request.headers_mut());
     keep_upgrade(request.headers_mut(), upgrade);
-    let host = host_header(request.uri()).ok_or(NoHost)?;
-    request.headers_mut().insert(header::HOST, host);
+    let host = host_of(request.uri()).ok_or(NoHost)?;
+    // Most clients already send the URI's authority once: nothing to
+    // rebuild then.
+    let mut sent = request.headers().get_all(header::HOST).iter();
+    let same = sent.next().map(HeaderValue::as_bytes) == Some(host.as_bytes());
+    if !same || sent.next().is_some() {
+        let value = HeaderValue::from_str(host).map_err(|_| NoHost)?;
+        request.headers_mut().insert(header::HOST, value);
+    }
     Ok(())
 }
 
-fn host_header(uri: &Uri) -> Option<HeaderValue> {
-    let authority = uri.authority()?;
-    let host_port = match authority.as_str().rsplit_once('@') {
-        Some((_, after)) => after,
-        None => authority.as_str(),
-    };
-    HeaderValue::from_str(host_port).ok()
+/// The `host[:port]` of an absolute URI, without user information.
+fn host_of(uri: &Uri) -> Option<&str> {
+    let authority = uri.authority()?.as_str();
+    Some(
+        authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, after)| after),
+    )
 }
 
 /// Headers that only concern one hop (RFC 9110 section 7.6.1), plus the
@@ -315,6 +323,6 @@ mod tests {
     #[test]
     fn host_comes_from_the_uri() {
         let uri: Uri = "http://Example.com:8080/a?b".parse().expect("uri");
-        assert_eq!(host_header(&uri).expect("host"), "Example.com:8080");
+        assert_eq!(host_of(&uri), Some("Example.com:8080"));
     }
 }

@@ -2,9 +2,9 @@
 //! parsed from an absolute `http://` or `https://` URI, a CONNECT
 //! authority or a SOCKS5 address.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
+use std::ops::Deref;
 
 use http::uri::{Authority, Scheme, Uri};
 
@@ -131,11 +131,70 @@ impl Target {
     }
 
     /// The host as text, without brackets: what action rules match against.
-    pub fn host_str(&self) -> Cow<'_, str> {
+    pub fn host_str(&self) -> HostText<'_> {
         match &self.host {
-            Host::Name(name) => Cow::Borrowed(name),
-            Host::Ip(ip) => Cow::Owned(ip.to_string()),
+            Host::Name(name) => HostText::Name(name),
+            Host::Ip(ip) => HostText::Ip(IpText::of(ip)),
         }
+    }
+}
+
+/// A host as text: a name borrowed, an address written out in place (no
+/// allocation on the request path).
+#[derive(Debug, Clone, Copy)]
+pub enum HostText<'a> {
+    /// A DNS name.
+    Name(&'a str),
+    /// An IP address.
+    Ip(IpText),
+}
+
+impl Deref for HostText<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            HostText::Name(name) => name,
+            HostText::Ip(ip) => ip.as_str(),
+        }
+    }
+}
+
+/// An IP address's text, in a buffer of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct IpText {
+    bytes: [u8; IP_TEXT_BYTES],
+    len: usize,
+}
+
+/// Room for the longest text of an IP address (39 bytes as Rust writes
+/// IPv6; 45 with a dotted IPv4 tail).
+const IP_TEXT_BYTES: usize = 45;
+
+impl IpText {
+    fn of(ip: &IpAddr) -> Self {
+        use fmt::Write as _;
+        let mut text = IpText {
+            bytes: [0; IP_TEXT_BYTES],
+            len: 0,
+        };
+        // Every address fits; a failed write would leave the text short.
+        let _ = write!(text, "{ip}");
+        text
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -181,7 +240,7 @@ mod tests {
 
     #[test]
     fn destination_names_follow_spec_section_5() {
-        let ok = |h: &str| Target::destination(h, 443).map(|t| t.host_str().into_owned());
+        let ok = |h: &str| Target::destination(h, 443).map(|t| t.host_str().to_string());
         assert_eq!(ok("Api.Example.COM."), Ok("api.example.com.".to_owned()));
         assert_eq!(
             ok("under_score-1.example"),
@@ -189,6 +248,13 @@ mod tests {
         );
         assert_eq!(ok("bücher.example"), Ok("xn--bcher-kva.example".to_owned()));
         assert_eq!(ok("[::1]"), Ok("::1".to_owned()));
+        for long in [
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+        ] {
+            assert_eq!(ok(&format!("[{long}]")), Ok(long.to_owned()));
+        }
+        assert_eq!(ok("10.0.0.1"), Ok("10.0.0.1".to_owned()));
         let long = format!("{}.example", "a".repeat(250));
         for bad in [
             "",

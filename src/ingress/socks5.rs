@@ -30,7 +30,7 @@ use super::limit::Admission;
 use crate::egress::target::Target;
 use crate::pipeline::close::CloseOut;
 use crate::pipeline::{authenticate, bound_account, tunnel, Engine};
-use crate::policy::auth::Credentials;
+use crate::policy::auth::{Credentials, Field};
 use crate::state::accounts::Account;
 use crate::telemetry::context::ListenerKind;
 use crate::wire::error::ProxyError;
@@ -315,9 +315,9 @@ async fn read_credentials(stream: &mut ClientStream) -> Option<Credentials> {
 }
 
 /// A length-prefixed field of at most 255 bytes.
-async fn read_short_field(stream: &mut ClientStream) -> Option<Vec<u8>> {
+async fn read_short_field(stream: &mut ClientStream) -> Option<Field> {
     let len = stream.read_u8().await.ok()?;
-    let mut field = vec![0; len.into()];
+    let mut field = Field::from_elem(0, len.into());
     stream.read_exact(&mut field).await.ok()?;
     Some(field)
 }

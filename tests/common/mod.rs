@@ -191,7 +191,8 @@ pub async fn metrics_at(admin: &str) -> String {
 }
 
 /// A loopback origin. Paths:
-/// - `/echo`: 200, JSON of method, URI, headers and body length;
+/// - `/echo`: 200, JSON of method, URI, headers (the last of each name),
+///   the number of `Host` headers and body length;
 /// - `/bytes/N`: N bytes of `x`, content-length;
 /// - `/chunked/N`: N bytes of `y` in 1 KiB chunks, no length;
 /// - `/slow/MS`: answers "slow" after MS milliseconds;
@@ -328,6 +329,7 @@ async fn echo(req: Request<Incoming>) -> Vec<u8> {
             )
         })
         .collect();
+    let host_count = req.headers().get_all("host").iter().count();
     let body = req
         .into_body()
         .collect()
@@ -336,6 +338,7 @@ async fn echo(req: Request<Incoming>) -> Vec<u8> {
         .unwrap_or(0);
     serde_json::to_vec(&serde_json::json!({
         "method": method, "uri": uri, "headers": headers, "body_len": body,
+        "host_count": host_count,
     }))
     .unwrap_or_default()
 }

@@ -9,6 +9,7 @@ pub mod hashed;
 
 use base64::Engine as _;
 use http::HeaderValue;
+use smallvec::SmallVec;
 
 /// Why a client was not identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -21,12 +22,16 @@ pub enum AuthError {
     Invalid,
 }
 
+/// An id or a secret as the client sent it: inline up to 64 bytes, so
+/// that reading credentials allocates nothing for the usual lengths.
+pub type Field = SmallVec<[u8; 64]>;
+
 /// An id and a secret as the client sent them.
 pub struct Credentials {
     /// The account id (user name), as bytes.
-    pub id: Vec<u8>,
+    pub id: Field,
     /// The secret (password), as bytes.
-    pub secret: Vec<u8>,
+    pub secret: Field,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -49,22 +54,27 @@ impl Credentials {
             .position(|&b| b == b':')
             .ok_or(AuthError::Invalid)?;
         Ok(Credentials {
-            id: decoded[..colon].to_vec(),
-            secret: decoded[colon + 1..].to_vec(),
+            id: Field::from_slice(&decoded[..colon]),
+            secret: Field::from_slice(&decoded[colon + 1..]),
         })
     }
 }
 
-/// The decoded `id:secret` of a `Basic` credential.
-fn decode_basic(value: &[u8]) -> Option<Vec<u8>> {
+/// The decoded `id:secret` of a `Basic` credential (on the stack up to
+/// 192 bytes).
+fn decode_basic(value: &[u8]) -> Option<SmallVec<[u8; 192]>> {
     let value = value.trim_ascii();
     let (scheme, rest) = value.split_at_checked(5)?;
     if !scheme.eq_ignore_ascii_case(b"basic") || !rest.first()?.is_ascii_whitespace() {
         return None;
     }
-    base64::engine::general_purpose::STANDARD
-        .decode(rest.trim_ascii())
-        .ok()
+    let encoded = rest.trim_ascii();
+    let mut decoded = SmallVec::from_elem(0, base64::decoded_len_estimate(encoded.len()));
+    let len = base64::engine::general_purpose::STANDARD
+        .decode_slice(encoded, &mut decoded)
+        .ok()?;
+    decoded.truncate(len);
+    Some(decoded)
 }
 
 #[cfg(test)]
@@ -79,8 +89,11 @@ mod tests {
     #[test]
     fn basic_credentials_are_decoded() {
         let creds = Credentials::from_basic(Some(&basic("acct-1:s3:cret"))).expect("creds");
-        assert_eq!(creds.id, b"acct-1");
-        assert_eq!(creds.secret, b"s3:cret");
+        assert_eq!(&creds.id[..], b"acct-1");
+        assert_eq!(&creds.secret[..], b"s3:cret");
+        let long = format!("{}:{}", "i".repeat(100), "s".repeat(300));
+        let creds = Credentials::from_basic(Some(&basic(&long))).expect("long creds");
+        assert_eq!((creds.id.len(), creds.secret.len()), (100, 300));
         let lower = HeaderValue::from_static("basic YWNjdC0xOnMzY3JldA==");
         assert!(Credentials::from_basic(Some(&lower)).is_ok());
     }
