@@ -98,33 +98,41 @@ async fn dial(
 
 /// Carries an open tunnel between `client` and its destination until it
 /// ends, then closes it out.
-pub async fn relay<C>(mut close: CloseOut, client: C, account: Arc<Account>, opened: Opened)
+pub async fn relay<C>(close: CloseOut, client: C, account: Arc<Account>, opened: Opened)
 where
     C: IntoSocket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let destination = match opened {
-        Opened::Dialed(destination) => destination,
-        Opened::Deferred => {
-            let engine = close.engine().clone();
-            let (first, client) = first_bytes(&engine, client).await;
-            let client = Prefixed::new(first.clone(), client);
-            if sniff::is_client_hello(&first) {
-                return mitm::intercept(close, client, account).await;
-            }
-            let Some(target) = close.ctx.target.clone() else {
-                return;
-            };
-            match dial(&engine, &mut close, &account, &target).await {
-                Ok(destination) => return copy(close, client, destination, &account).await,
-                Err(err) => {
-                    // The client was told the tunnel is open: it is closed.
-                    let status = err.wire_code().status.as_u16();
-                    return close.failed(&err, status);
-                }
-            }
-        }
+    match opened {
+        Opened::Dialed(destination) => copy(close, client, destination, &account).await,
+        // Boxed: the tunnel's task then keeps only the relay's state, not
+        // the larger interception (TLS and HTTP serving) it might become.
+        Opened::Deferred => Box::pin(deferred(close, client, account)).await,
+    }
+}
+
+/// A tunnel to a host that may be intercepted: a TLS ClientHello first is
+/// intercepted, anything else admitted, dialled and relayed.
+async fn deferred<C>(mut close: CloseOut, client: C, account: Arc<Account>)
+where
+    C: IntoSocket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let engine = close.engine().clone();
+    let (first, client) = first_bytes(&engine, client).await;
+    let client = Prefixed::new(first.clone(), client);
+    if sniff::is_client_hello(&first) {
+        return mitm::intercept(close, client, account).await;
+    }
+    let Some(target) = close.ctx.target.clone() else {
+        return;
     };
-    copy(close, client, destination, &account).await;
+    match dial(&engine, &mut close, &account, &target).await {
+        Ok(destination) => copy(close, client, destination, &account).await,
+        Err(err) => {
+            // The client was told the tunnel is open: it is closed.
+            let status = err.wire_code().status.as_u16();
+            close.failed(&err, status);
+        }
+    }
 }
 
 /// Up to [`sniff::NEEDED`] of the client's first bytes, waiting at most
