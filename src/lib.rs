@@ -34,20 +34,24 @@
 //!    the Prometheus metrics. *Invariant: observes, never decides.*
 //! 8. [`intercept`]: the local CA for TLS interception.
 //!    *Invariant: knows nothing of requests.*
-//! 9. [`pipeline`]: the driver. One entry per request
-//!    ([`pipeline::request`]), one per tunnel ([`pipeline::tunnel`], where
-//!    interception is decided), one attempt loop over hops
-//!    ([`pipeline::attempt`]), one close-out ([`pipeline::close`]); HTTP/1
-//!    served on any stream ([`pipeline::http`]). The request path reads
-//!    only the [`pipeline::Engine`]. *Invariant: every request or tunnel
-//!    ends in exactly one close-out.*
-//! 10. [`ingress`]: accept loops, the connection limit, one runtime per
+//! 9. [`fleet`]: a fleet's shared store (Redis): admission through one
+//!    script per request behind [`policy::limit::SharedLimiter`], runtime
+//!    changes and cooldowns shared, the store's health. *Invariant: counts,
+//!    stores and notifies; decides nothing the policy layer decides.*
+//! 10. [`pipeline`]: the driver. One entry per request
+//!     ([`pipeline::request`]), one per tunnel ([`pipeline::tunnel`], where
+//!     interception is decided), one attempt loop over hops
+//!     ([`pipeline::attempt`]), one close-out ([`pipeline::close`]); HTTP/1
+//!     served on any stream ([`pipeline::http`]). The request path reads
+//!     only the [`pipeline::Engine`]. *Invariant: every request or tunnel
+//!     ends in exactly one close-out.*
+//! 11. [`ingress`]: accept loops, the connection limit, one runtime per
 //!     core, the HTTP listener's first-head checks and watchdog, the SOCKS5
 //!     handshake. *Invariant: parses protocols, decides nothing.*
-//! 11. [`control`]: the control plane: the admin API and reload, with the
+//! 12. [`control`]: the control plane: the admin API and reload, with the
 //!     store and the admin write lock ([`control::Control`]).
 //!     *Invariant: never on a request's path.*
-//! 12. [`server`]: [`server::App`] (engine plus control) and the
+//! 13. [`server`]: [`server::App`] (engine plus control) and the
 //!     [`server::Server`] that binds, runs and drains. `main.rs` is the
 //!     command line only.
 
@@ -65,6 +69,10 @@ pub const LAYERS: &[(&str, &[&str])] = &[
         &["config", "policy", "egress", "state", "wire"],
     ),
     ("intercept", &["config"]),
+    (
+        "fleet",
+        &["config", "policy", "egress", "state", "telemetry"],
+    ),
     (
         "pipeline",
         &[
@@ -101,6 +109,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "state",
             "wire",
             "telemetry",
+            "fleet",
             "pipeline",
             "ingress",
         ],
@@ -116,6 +125,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "wire",
             "telemetry",
             "intercept",
+            "fleet",
             "pipeline",
             "ingress",
             "control",
@@ -126,6 +136,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
 pub mod config;
 pub mod control;
 pub mod egress;
+pub mod fleet;
 pub mod ingress;
 pub mod intercept;
 pub mod pipeline;

@@ -13,17 +13,20 @@ use anyhow::Context as _;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
 
-use crate::config::{Config, ListenerProtocol, StateConfig};
+use crate::config::{Config, FleetConfig, ListenerProtocol, StateConfig};
 use crate::control::{admin, Control};
 use crate::egress::deny::Deny;
 use crate::egress::tls::TlsClient;
 use crate::egress::upstream::EgressSettings;
+use crate::fleet::admission::FleetLimiter;
+use crate::fleet::Fleet;
 use crate::ingress::limit::ConnectionLimit;
 use crate::ingress::threads::{self, IngressThreads};
 use crate::ingress::{self, BoundListener, Ingress};
 use crate::intercept::Interceptor;
 use crate::pipeline::Engine;
 use crate::policy::limit::clock::Clock;
+use crate::policy::limit::Limiter;
 use crate::state::persist;
 use crate::state::snapshot::Snapshot;
 use crate::state::store::Store;
@@ -65,13 +68,17 @@ impl App {
             StateConfig::Path(_) => Some(Arc::new(Notify::new())),
         };
         let snapshot = Snapshot::build(config, &stored, None, journal.clone(), &egress)?;
-        let metrics = Metrics::new(config.admin.account_metrics);
+        let mut metrics = Metrics::new(config.admin.account_metrics);
+        let fleet = match &config.fleet {
+            Some(fleet) => Some(start_fleet(fleet, config, &mut metrics)?),
+            None => None,
+        };
         let interceptor = if config.mitm.enabled {
             Some(Interceptor::new(&config.mitm).context("cannot start interception")?)
         } else {
             None
         };
-        let engine = Arc::new(Engine::new(
+        let mut engine = Engine::new(
             settings,
             snapshot,
             egress,
@@ -79,7 +86,11 @@ impl App {
             metrics,
             interceptor,
             Arc::new(deny),
-        ));
+        );
+        if let Some(fleet) = &fleet {
+            engine.limiter = Limiter::Shared(Arc::new(FleetLimiter(fleet.clone())));
+        }
+        let engine = Arc::new(engine);
         let ingress = Arc::new(Ingress {
             engine: engine.clone(),
             connections: ConnectionLimit::new(config.server.max_connections),
@@ -92,6 +103,7 @@ impl App {
             config_path: OnceLock::new(),
             journal,
             boot_config: config.clone(),
+            fleet,
         });
         Ok(App {
             engine,
@@ -99,6 +111,30 @@ impl App {
             control,
         })
     }
+}
+
+/// The fleet of `fleet` (SPEC section 10), connecting in the background;
+/// `rediss://` trusts the PEM files of `[tls] extra_roots` when there are
+/// any, else the bundled Mozilla roots.
+fn start_fleet(
+    fleet: &FleetConfig,
+    config: &Config,
+    metrics: &mut Metrics,
+) -> anyhow::Result<Arc<Fleet>> {
+    // The Redis client builds its TLS config on the process-wide provider:
+    // ring, as everywhere in pacer (none is installed yet on first call).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = Vec::new();
+    for path in &config.tls.extra_roots {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read [tls] extra_roots file {}", path.display()))?;
+        roots.extend(pem);
+        roots.push(b'\n');
+    }
+    let roots = (!roots.is_empty()).then_some(roots);
+    let fleet = Fleet::new(fleet.clone(), roots, metrics.fleet_gauges());
+    fleet.connect();
+    Ok(fleet)
 }
 
 /// Backlog of every proxy listener (the kernel caps it at `somaxconn`):

@@ -39,6 +39,7 @@ pub struct FileConfig {
     pub upstreams: Vec<Spanned<UpstreamFile>>,
     pub routing: RoutingFile,
     pub mitm: MitmFile,
+    pub fleet: Option<Spanned<FleetFile>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +76,18 @@ pub struct AdminFile {
 #[serde(default)]
 pub struct StateFile {
     pub path: Option<Text>,
+}
+
+/// `[fleet]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct FleetFile {
+    /// One URL, or a list of seed nodes.
+    pub redis: Option<Spanned<toml::Value>>,
+    pub cluster: Option<Spanned<bool>>,
+    pub key_prefix: Option<Text>,
+    pub timeout: Option<Spanned<DurationText>>,
+    pub on_unavailable: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

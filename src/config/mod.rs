@@ -22,6 +22,7 @@
 
 mod error;
 mod file;
+mod fleet;
 mod glob;
 mod limit_key;
 mod locate;
@@ -36,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use fleet::{FleetConfig, OnUnavailable, REDIS_URL_ENV};
 pub use glob::{globset_pattern, HostGlobs};
 pub use limit_key::{
     check_action_name, Limit, LimitKey, LimitKeyError, LimitNumber, LimitValue, ALL_ACTION,
@@ -107,6 +109,9 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub routing: RoutingConfig,
     pub mitm: MitmConfig,
+    /// `[fleet]` (or env `PACER_REDIS_URL`): the shared store of a fleet;
+    /// none when pacer runs alone.
+    pub fleet: Option<FleetConfig>,
 }
 
 /// `[server]`: timeouts and sizes of the proxy listeners.

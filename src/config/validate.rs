@@ -11,6 +11,7 @@
 //! [`Ctx`] holds the error list and the small typed readers they share.
 
 mod accounts;
+mod fleet;
 mod rules;
 mod sections;
 
@@ -65,6 +66,7 @@ pub fn build(
         upstreams,
         routing: sections::routing(&mut cx, &shape.routing),
         mitm: sections::mitm(&mut cx, &shape.mitm),
+        fleet: fleet::fleet(&mut cx, shape.fleet.as_ref()),
     };
     if cx.errors.is_empty() {
         Ok(config)

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::{AdminConfig, Config};
+use crate::fleet::Fleet;
 use crate::pipeline::Engine;
 use crate::state::persist;
 use crate::state::store::Store;
@@ -43,6 +44,8 @@ pub struct Control {
     /// The config pacer started with (restart-only sections are compared
     /// against it on reload).
     pub boot_config: Config,
+    /// The fleet's shared store, in fleet mode.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 impl Control {

@@ -6,6 +6,7 @@
 use super::close::CloseOut;
 use super::Engine;
 use crate::policy::classify::RequestShape;
+use crate::policy::limit::{AdmitError, Request};
 use crate::state::accounts::Account;
 use crate::wire::error::ProxyError;
 
@@ -20,21 +21,25 @@ pub async fn admit(
     engine.shutdown.ensure_open()?;
     close.ctx.actions = close.ctx.snapshot.classifier.classify(shape);
     let policy = account.settings.load().policy.clone();
-    let admitted = engine
-        .limiter
-        .admit(&account.limiter, &policy, &close.ctx.actions, &engine.clock)
-        .await;
-    match admitted {
+    let request = Request {
+        account: &account.id,
+        local: &account.limiter,
+        policy: &policy,
+        actions: &close.ctx.actions,
+        clock: &engine.clock,
+    };
+    match engine.limiter.admit(request).await {
         Ok(grant) => {
             close.hold(grant);
             Ok(())
         }
-        Err(refusal) => {
+        Err(AdmitError::Refused(refusal)) => {
             close.ctx.waited = refusal.waited;
             Err(ProxyError::RateLimited {
                 account: account.id.clone(),
                 refusal: Box::new(refusal),
             })
         }
+        Err(AdmitError::Unavailable(detail)) => Err(ProxyError::StoreUnavailable(detail)),
     }
 }

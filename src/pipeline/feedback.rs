@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 
 use super::Engine;
 use crate::policy::limit::backoff::pause_for;
+use crate::policy::limit::Request;
 use crate::state::accounts::Account;
 use crate::telemetry::context::RequestContext;
 
@@ -41,17 +42,14 @@ pub async fn heed(
     if pause.is_zero() {
         return;
     }
-    let limiter = &engine.limiter;
-    let started = limiter
-        .back_off(
-            &account.limiter,
-            policy,
-            &ctx.actions,
-            status,
-            pause,
-            &engine.clock,
-        )
-        .await;
+    let request = Request {
+        account: &account.id,
+        local: &account.limiter,
+        policy,
+        actions: &ctx.actions,
+        clock: &engine.clock,
+    };
+    let started = engine.limiter.back_off(request, status, pause).await;
     for action in &started {
         engine.metrics.backoff_pause(action);
         tracing::info!(

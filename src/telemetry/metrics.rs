@@ -243,6 +243,18 @@ impl Metrics {
         self.upstream_failures.get_or_create(&labels).inc();
     }
 
+    /// Registers the fleet's gauge (in fleet mode only):
+    /// `pacer_fleet_store_up`.
+    pub fn fleet_gauges(&mut self) -> FleetGauges {
+        let gauges = FleetGauges::default();
+        self.registry.register(
+            "fleet_store_up",
+            "1 while the fleet store (Redis) answers within its timeout, else 0",
+            gauges.store_up.clone(),
+        );
+        gauges
+    }
+
     /// The recent history of requests and refusals.
     pub fn history(&self) -> &History {
         &self.history
@@ -368,4 +380,11 @@ fn kind_label(kind: HitKind) -> &'static str {
         HitKind::Persisting => "persisting",
         HitKind::Backoff { .. } => "backoff",
     }
+}
+
+/// The fleet's gauges.
+#[derive(Debug, Clone, Default)]
+pub struct FleetGauges {
+    /// `pacer_fleet_store_up`.
+    pub store_up: Gauge,
 }

@@ -5,26 +5,46 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::error::AdminError;
 use super::json;
-use crate::config::AccountRoute;
+use crate::config::{AccountRoute, OnUnavailable};
 use crate::control::{reload, Control};
 use crate::wire::body::ProxyBody;
 use crate::wire::request_id::RequestId;
 
-/// 200 `{"status":"ok"}` while pacer runs and its store takes writes;
-/// 503 `{"status":"failing","store":ERROR}` while store writes fail.
+/// 200 `{"status":"ok"}` while pacer runs and the stores it depends on
+/// work; 503 `"failing"` while embedded-store writes fail (`store`: the
+/// error) or, with `on_unavailable = "refuse"`, while the fleet store is
+/// down; 200 `"degraded"` while it is down in `local` mode. In fleet mode
+/// `fleet.store` says `up` or `down`.
 pub fn healthz(app: &Control) -> Response<ProxyBody> {
-    match app.store.failure() {
-        None => json(&json!({"status": "ok"})),
-        Some(error) => {
-            let mut response = json(&json!({"status": "failing", "store": error}));
-            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            response
-        }
+    let mut body = Map::new();
+    let mut status = "ok";
+    if let Some(error) = app.store.failure() {
+        status = "failing";
+        body.insert("store".into(), json!(error));
     }
+    if let Some(fleet) = &app.fleet {
+        let up = fleet.is_up();
+        if !up && status == "ok" {
+            status = match fleet.on_unavailable() {
+                OnUnavailable::Refuse => "failing",
+                OnUnavailable::Local => "degraded",
+            };
+        }
+        body.insert(
+            "fleet".into(),
+            json!({"store": if up { "up" } else { "down" }}),
+        );
+    }
+    body.insert("status".into(), json!(status));
+    let mut response = json(&Value::Object(body));
+    if status == "failing" {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    response
 }
 
 /// The Prometheus text exposition.

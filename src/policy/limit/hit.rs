@@ -57,7 +57,7 @@ pub struct Hit {
 impl Hit {
     /// A limit of `kind` with key `key` and value `value`, nothing left,
     /// admitting again after `retry_after`.
-    pub(super) fn reached(kind: HitKind, key: Arc<str>, value: u64, retry_after: Duration) -> Self {
+    pub fn reached(kind: HitKind, key: Arc<str>, value: u64, retry_after: Duration) -> Self {
         Hit {
             kind,
             key,
@@ -69,26 +69,26 @@ impl Hit {
     }
 
     /// The protection gap of `gap` (`span` with the guard), `left` to go.
-    pub(super) fn gap(gap: Duration, span: Duration, left: Duration) -> Self {
+    pub fn gap(gap: Duration, span: Duration, left: Duration) -> Self {
         let key = Arc::from("account_protection_seconds");
         Self::reached(HitKind::Gap { span }, key, gap.as_secs(), left)
     }
 
     /// `action` paused for `pause` after the origin answered `status`,
     /// `left` of it to go.
-    pub(super) fn backoff(action: Arc<str>, status: u16, pause: Duration, left: Duration) -> Self {
+    pub fn backoff(action: Arc<str>, status: u16, pause: Duration, left: Duration) -> Self {
         Hit {
             paused: Some((action, status)),
             ..Self::reached(HitKind::Backoff { pause }, Arc::from("backoff"), 0, left)
         }
     }
 
-    pub(super) fn concurrency(max: u64) -> Self {
+    pub fn concurrency(max: u64) -> Self {
         let key = Arc::from("concurrent_limit");
         Self::reached(HitKind::Concurrency, key, max, Duration::ZERO)
     }
 
-    pub(super) fn batch(size: u64, pause: Duration, left: Duration) -> Self {
+    pub fn batch(size: u64, pause: Duration, left: Duration) -> Self {
         Self::reached(HitKind::Batch { pause }, Arc::from("batch"), size, left)
     }
 

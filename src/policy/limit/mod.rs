@@ -12,9 +12,9 @@
 //!   wait queues behind them. A paced request then waits a random extra
 //!   `0..jitter`. Daily caps and batch pauses always refuse at once, and
 //!   `reject` mode refuses whatever would have waited.
-//! - [`Limiter`] is the one interface admission goes through: today this
-//!   instance's [`AccountLimiter`]s; a shared store can sit behind the same
-//!   calls. A [`Grant`] holds the request's concurrency slot until it is
+//! - [`Limiter`] is the one interface admission goes through: this
+//!   instance's [`AccountLimiter`]s, or a store shared by a fleet behind
+//!   [`shared::SharedLimiter`]. A [`Grant`] holds the request's concurrency slot until it is
 //!   released (its [`Release`] may be asynchronous), is told when the
 //!   request departs ([`Grant::depart`]: rolling windows and the gap count
 //!   departures, see [`rolling`]), and can give back its daily-cap and
@@ -31,6 +31,7 @@ pub mod policy;
 mod queue;
 pub mod record;
 pub mod rolling;
+pub mod shared;
 pub mod state;
 pub mod usage;
 
@@ -39,37 +40,34 @@ mod tests;
 
 pub use self::hit::{Hit, HitKind, Refusal};
 pub use self::local::{AccountLimiter, LocalGrant};
+pub use self::shared::{AdmitError, Request, SharedGrant, SharedLimiter};
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use self::clock::Clock;
-use self::policy::PolicyLimits;
-use crate::policy::classify::ActionSet;
-
 /// Where admission is decided.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum Limiter {
     /// By each account's [`AccountLimiter`] on this instance.
     #[default]
     Local,
+    /// By a store every instance of a fleet shares.
+    Shared(Arc<dyn SharedLimiter>),
 }
 
 impl Limiter {
-    /// Admits a request with `actions` under `policy` for the account
-    /// whose local limiter is `local`, pacing it if the policy says so, or
-    /// refuses it.
-    pub async fn admit(
-        &self,
-        local: &Arc<AccountLimiter>,
-        policy: &Arc<PolicyLimits>,
-        actions: &ActionSet,
-        clock: &Clock,
-    ) -> Result<Grant, Refusal> {
+    /// Admits `request`, pacing it if its policy says so, or refuses it.
+    pub async fn admit(&self, request: Request<'_>) -> Result<Grant, AdmitError> {
         match self {
-            Limiter::Local => local.admit(policy, actions, clock).await.map(Grant::Local),
+            Limiter::Local => request
+                .local
+                .admit(request.policy, request.actions, request.clock)
+                .await
+                .map(Grant::Local)
+                .map_err(AdmitError::Refused),
+            Limiter::Shared(store) => store.admit(request).await,
         }
     }
 
@@ -78,15 +76,22 @@ impl Limiter {
     /// Returns the actions whose pause started now.
     pub async fn back_off(
         &self,
-        local: &Arc<AccountLimiter>,
-        policy: &PolicyLimits,
-        actions: &ActionSet,
+        request: Request<'_>,
         status: u16,
         pause: Duration,
-        clock: &Clock,
     ) -> Vec<Arc<str>> {
         match self {
-            Limiter::Local => local.back_off(policy, actions, status, pause, clock).await,
+            Limiter::Local => {
+                let Request {
+                    local,
+                    policy,
+                    actions,
+                    clock,
+                    ..
+                } = request;
+                local.back_off(policy, actions, status, pause, clock).await
+            }
+            Limiter::Shared(store) => store.back_off(request, status, pause).await,
         }
     }
 }
@@ -96,6 +101,8 @@ impl Limiter {
 pub enum Grant {
     /// Admitted by this instance's limiter.
     Local(LocalGrant),
+    /// Admitted by a shared store.
+    Shared(SharedGrant),
 }
 
 impl Grant {
@@ -103,6 +110,7 @@ impl Grant {
     pub fn waited(&self) -> Duration {
         match self {
             Grant::Local(grant) => grant.waited(),
+            Grant::Shared(grant) => grant.waited,
         }
     }
 
@@ -110,41 +118,54 @@ impl Grant {
     pub fn held_by(&self) -> Option<HitKind> {
         match self {
             Grant::Local(grant) => grant.held_by(),
+            Grant::Shared(grant) => grant.held_by,
         }
     }
 
-    /// The request left pacer at `at` (on the [`Clock`]'s monotonic base):
+    /// The request left pacer at `at` (on the [`clock::Clock`]'s monotonic base):
     /// its head was written towards the origin or upstream, or its tunnel
     /// opened to the destination. Its rolling windows and the gap count it
     /// from then, never from earlier than its admission; a request sent
     /// again (the next upstream) departs again. Called from the request's
     /// path as it departs: a shared store sends it as one pipelined
-    /// command in the returned [`Release`].
+    /// command in the returned [`Release`], stamped on the store's clock.
     pub fn depart(&mut self, at: u64) -> Departed {
-        let lateness = match self {
-            Grant::Local(grant) => grant.depart(at),
-        };
-        Departed {
-            lateness,
-            release: Release::done(),
+        match self {
+            Grant::Local(grant) => Departed {
+                lateness: grant.depart(at),
+                release: Release::done(),
+            },
+            Grant::Shared(grant) => Departed {
+                lateness: grant
+                    .due
+                    .take()
+                    .map(|due| Duration::from_nanos(at.saturating_sub(due))),
+                release: grant.hold.depart(),
+            },
         }
     }
 
     /// The request or tunnel is over: its concurrency slot is freed.
     pub fn release(self) -> Release {
         match self {
-            Grant::Local(grant) => drop(grant),
+            Grant::Local(grant) => {
+                drop(grant);
+                Release::done()
+            }
+            Grant::Shared(grant) => grant.hold.end(),
         }
-        Release::done()
     }
 
     /// The request failed before reaching the origin: its daily-cap and
     /// batch consumption are returned, and its slot freed.
     pub fn give_back(self) -> Release {
         match self {
-            Grant::Local(grant) => grant.give_back(),
+            Grant::Local(grant) => {
+                grant.give_back();
+                Release::done()
+            }
+            Grant::Shared(grant) => grant.hold.give_back(),
         }
-        Release::done()
     }
 }
 

@@ -56,6 +56,10 @@ pub enum ProxyError {
     /// pacer is at `max_connections` or shutting down.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The fleet store could not admit the request (`on_unavailable =
+    /// "refuse"`): nothing is admitted unchecked.
+    #[error("{0}")]
+    StoreUnavailable(Arc<str>),
     /// No way out worked (SPEC section 5).
     #[error(transparent)]
     Route(#[from] RouteError),
@@ -173,6 +177,7 @@ impl ProxyError {
                 H::RateLimit(&refusal.hit),
             ),
             ProxyError::Unavailable(_) => (UNAVAILABLE, R::GeneralFailure, true, H::None),
+            ProxyError::StoreUnavailable(_) => (UNAVAILABLE, R::GeneralFailure, false, H::None),
             ProxyError::Route(err) => {
                 let (code, socks) = route_wire(err);
                 (code, socks, false, H::None)
@@ -215,6 +220,7 @@ impl ProxyError {
             | ProxyError::Auth(_)
             | ProxyError::RateLimited { .. }
             | ProxyError::Unavailable(_)
+            | ProxyError::StoreUnavailable(_)
             | ProxyError::Origin(_) => false,
         }
     }

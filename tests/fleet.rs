@@ -1,0 +1,333 @@
+//! A fleet of pacers (SPEC section 10): two instances sharing their own
+//! `redis-server` on a free loopback port. Limits hold across instances
+//! (at the origin, by arrival), a refusal consumes nothing, and with Redis
+//! gone `refuse` answers 503 (SOCKS5 0x01) while `local` falls back to the
+//! instance's own limits; admission resumes when Redis is back.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{
+    assert_envelope, base_config, metrics_at, raw_exchange, socks_authenticate, socks_command,
+    Origin, Proxy, SECRET,
+};
+use tokio::net::TcpStream;
+
+/// A `redis-server` of the test's own, on a free loopback port.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = free_port().await;
+        let mut redis = Redis { port, child: None };
+        redis.spawn().await;
+        redis
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server) must run for the fleet tests");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn free_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// The base config with `[fleet]` on `redis` and `limits` in force.
+fn fleet_config(redis: &Redis, fleet_extra: &str, policy: &str) -> String {
+    base_config("").replace(
+        "[policies.standard_policy]\nname = \"Standard\"\n",
+        &format!(
+            "[fleet]\nredis = \"{}\"\ntimeout = \"250ms\"\n{fleet_extra}\n\n[[actions]]\nname = \"send\"\npaths = [\"/send*\"]\n\n[policies.standard_policy]\nname = \"Standard\"\n{policy}\n",
+            redis.url()
+        ),
+    )
+}
+
+/// Waits until the instance's fleet store is `state` in `/healthz`.
+async fn healthz_until(proxy: &Proxy, state: &str) -> (u16, serde_json::Value) {
+    let url = format!("http://{}/healthz", proxy.admin);
+    for _ in 0..200 {
+        if let Ok(response) = reqwest::get(&url).await {
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.expect("json");
+            if body["fleet"]["store"] == state {
+                return (status, body);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the fleet store never became {state}");
+}
+
+async fn get(proxy: &Proxy, url: &str) -> (u16, String) {
+    let response = proxy.client().get(url).send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_window_holds_at_the_origin_across_two_instances() {
+    let redis = Redis::start().await;
+    let origin = Origin::start().await;
+    let policy = "mode = \"pace\"\nmax_wait = \"10s\"\n[policies.standard_policy.limits]\nall_per_second = 2\n";
+    let config = fleet_config(&redis, "", policy);
+    let a = Proxy::start(&config).await;
+    let b = Proxy::start(&config).await;
+    healthz_until(&a, "up").await;
+    healthz_until(&b, "up").await;
+    let mut requests = Vec::new();
+    for proxy in [&a, &b, &a, &b, &a, &b, &a, &b] {
+        let client = proxy.client();
+        let url = origin.url("/");
+        requests.push(tokio::spawn(async move {
+            client.get(url).send().await.map(|r| r.status().as_u16())
+        }));
+    }
+    for request in requests {
+        assert_eq!(request.await.expect("task").expect("answered"), 200);
+    }
+    let arrivals = origin.arrivals();
+    assert_eq!(arrivals.len(), 8);
+    for k in 2..arrivals.len() {
+        let gap = arrivals[k] - arrivals[k - 2];
+        // Two per second: requests k-2 and k depart at least 1 s apart;
+        // the margin is only loopback transit noise at the origin.
+        assert!(
+            gap >= Duration::from_millis(985),
+            "arrivals {} and {k} only {gap:?} apart",
+            k - 2
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daily_cap_holds_across_instances_and_a_refusal_consumes_nothing() {
+    let redis = Redis::start().await;
+    let origin = Origin::start().await;
+    let policy = "mode = \"reject\"\n[policies.standard_policy.limits]\nsend = 3\n";
+    let config = fleet_config(&redis, "", policy);
+    let a = Proxy::start(&config).await;
+    let b = Proxy::start(&config).await;
+    healthz_until(&a, "up").await;
+    healthz_until(&b, "up").await;
+    let send = origin.url("/send");
+    assert_eq!(get(&a, &send).await.0, 200);
+    assert_eq!(get(&b, &send).await.0, 200);
+    assert_eq!(get(&a, &send).await.0, 200);
+    for proxy in [&b, &a, &b] {
+        let (status, body) = get(proxy, &send).await;
+        assert_eq!(status, 429, "{body}");
+        let envelope: serde_json::Value = serde_json::from_str(&body).expect("envelope");
+        assert_eq!(envelope["type"], "errors/rate_limited");
+        assert!(envelope["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("send (3)"));
+    }
+    assert_eq!(
+        origin.hits(),
+        3,
+        "three sends reached the origin, fleet-wide"
+    );
+    assert_eq!(
+        get(&b, &origin.url("/page")).await.0,
+        200,
+        "other actions still go"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_limit_counts_tunnels_on_every_instance() {
+    let redis = Redis::start().await;
+    let echo = common::echo_server().await;
+    let policy = "mode = \"reject\"\n[policies.standard_policy.limits]\nconcurrent_limit = 1\n";
+    let config = fleet_config(&redis, "", policy);
+    let a = Proxy::start(&config).await;
+    let b = Proxy::start(&config).await;
+    healthz_until(&a, "up").await;
+    healthz_until(&b, "up").await;
+    let mut held = TcpStream::connect(a.socks).await.expect("connect");
+    assert_eq!(
+        socks_authenticate(&mut held, b"acct-1", SECRET.as_bytes()).await,
+        0
+    );
+    assert_eq!(socks_command(&mut held, 1, echo).await, 0, "first tunnel");
+    assert_eq!(
+        socks_connect(b.socks, echo).await,
+        2,
+        "refused on the other instance"
+    );
+    drop(held);
+    let mut admitted = false;
+    for _ in 0..100 {
+        if socks_connect(b.socks, echo).await == 0 {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "the slot came back when the first tunnel closed");
+}
+
+async fn socks_connect(socks: SocketAddr, target: SocketAddr) -> u8 {
+    let mut stream = TcpStream::connect(socks).await.expect("connect");
+    assert_eq!(
+        socks_authenticate(&mut stream, b"acct-1", SECRET.as_bytes()).await,
+        0
+    );
+    socks_command(&mut stream, 1, target).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refuse_mode_answers_503_while_redis_is_down_then_resumes() {
+    let mut redis = Redis::start().await;
+    let origin = Origin::start().await;
+    let echo = common::echo_server().await;
+    let config = fleet_config(&redis, "on_unavailable = \"refuse\"", "");
+    let a = Proxy::start(&config).await;
+    healthz_until(&a, "up").await;
+    assert_eq!(get(&a, &origin.url("/")).await.0, 200);
+
+    redis.stop();
+    let (status, body) = healthz_until(&a, "down").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "failing");
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
+        origin.url("/"),
+        origin.addr,
+        common::basic_auth()
+    );
+    let raw = raw_exchange(a.http, request.as_bytes(), Duration::from_secs(3)).await;
+    assert_envelope(&raw, 503, "errors/service_unavailable");
+    assert!(String::from_utf8_lossy(&raw).contains("fleet store"));
+    assert_eq!(
+        socks_connect(a.socks, echo).await,
+        1,
+        "SOCKS5 general failure"
+    );
+    let hits = origin.hits();
+    assert_eq!(hits, 1, "nothing admitted unchecked");
+    let metrics = metrics_at(&a.admin.to_string()).await;
+    assert!(metrics.contains("pacer_fleet_store_up 0"), "{metrics}");
+
+    redis.spawn().await;
+    let (status, _) = healthz_until(&a, "up").await;
+    assert_eq!(status, 200);
+    let mut resumed = false;
+    for _ in 0..100 {
+        if get(&a, &origin.url("/")).await.0 == 200 {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(resumed, "admission through Redis resumed by itself");
+    let metrics = metrics_at(&a.admin.to_string()).await;
+    assert!(metrics.contains("pacer_fleet_store_up 1"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_mode_falls_back_to_the_instance_own_limits() {
+    let mut redis = Redis::start().await;
+    let origin = Origin::start().await;
+    let policy = "mode = \"reject\"\n[policies.standard_policy.limits]\nsend = 1\n";
+    let config = fleet_config(&redis, "on_unavailable = \"local\"", policy);
+    let a = Proxy::start(&config).await;
+    healthz_until(&a, "up").await;
+    redis.stop();
+    let (status, body) = healthz_until(&a, "down").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("degraded")));
+    let send = origin.url("/send");
+    assert_eq!(get(&a, &send).await.0, 200, "admitted by the local limiter");
+    let (status, body) = get(&a, &send).await;
+    assert_eq!(status, 429, "the local cap holds: {body}");
+    assert!(body.contains("errors/rate_limited"));
+}
+
+#[test]
+fn fleet_config_is_validated_like_every_section() {
+    let parse = |fleet: &str, env: Option<&str>| {
+        let toml = base_config("").replace("[state]", &format!("{fleet}\n[state]"));
+        let env = env.map(str::to_owned);
+        pacer::config::parse(&toml, &move |name| {
+            (name == "PACER_REDIS_URL").then(|| env.clone()).flatten()
+        })
+    };
+    let errors = |fleet: &str| match parse(fleet, None) {
+        Ok(_) => panic!("accepted: {fleet}"),
+        Err(errors) => errors
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    assert!(errors("[fleet]\nredis = \"http://x\"").contains("redis:// or rediss://"));
+    assert!(errors("[fleet]\ncluster = true").contains("needs `redis`"));
+    assert!(
+        errors("[fleet]\nredis = [\"redis://a:1\", \"redis://b:2\"]").contains("cluster = true")
+    );
+    assert!(
+        errors("[fleet]\nredis = \"redis://a:1\"\nkey_prefix = \"p{x}\"").contains("key_prefix")
+    );
+    assert!(
+        errors("[fleet]\nredis = \"redis://a:1\"\non_unavailable = \"open\"")
+            .contains("on_unavailable")
+    );
+    assert!(errors("[fleet]\nredis = \"redis://a:1\"\ntimeout = \"0ms\"").contains("timeout"));
+    let cluster = parse(
+        "[fleet]\nredis = [\"rediss://u:p@a:1\", \"redis://b:2\"]\ncluster = true",
+        None,
+    )
+    .expect("cluster");
+    let fleet = cluster.fleet.expect("fleet");
+    assert_eq!(fleet.nodes.len(), 2);
+    assert!(
+        !format!("{fleet:?}").contains(":p@"),
+        "the password is masked"
+    );
+    let from_env = parse("", Some("redis://127.0.0.1:1/0")).expect("env alone");
+    assert_eq!(from_env.fleet.expect("fleet from env").key_prefix, "pacer:");
+    assert!(parse("", None).expect("no fleet").fleet.is_none());
+}
