@@ -186,7 +186,17 @@ async fn a_store_that_cannot_be_written_fails_healthz_until_it_can() {
     // The folder becomes a plain file: no store can be written there.
     std::fs::remove_dir_all(&data).expect("remove the folder");
     std::fs::write(&data, b"not a folder").expect("a file in its place");
-    get_through(http, &origin, 1).await;
+    // The account has no durable lease yet and none can be written: it
+    // is refused rather than admitted beyond what a crash could recount.
+    let proxy = reqwest::Proxy::http(format!("http://acct-1:{SECRET}@{http}")).expect("proxy");
+    let client = reqwest::Client::builder()
+        .proxy(proxy)
+        .build()
+        .expect("client");
+    let refused = client.get(origin.url("/")).send().await.expect("answer");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let refused: Value = refused.json().await.expect("envelope");
+    assert_eq!(refused["type"], "errors/rate_limited", "{refused}");
     let line = log
         .wait_for(&["ERROR", "usage not persisted"], WITHIN)
         .await;
@@ -198,11 +208,13 @@ async fn a_store_that_cannot_be_written_fails_healthz_until_it_can() {
             .is_some_and(|e| e.contains("cannot create")),
         "{health} / {line}"
     );
-    get_through(http, &origin, 1).await;
 
+    // Writable again: usage is written, and admission (which waits for a
+    // durable lease while the store cannot take one) goes on.
     std::fs::remove_file(&data).expect("remove the file");
     log.wait_for(&["state store written again"], WITHIN).await;
     assert_eq!(health_becomes(admin_addr, 200).await["status"], "ok");
+    get_through(http, &origin, 2).await;
     stop(&mut child).await;
 
     let (mut again, addrs) = spawn_pacer(&path, 2).await;
