@@ -29,7 +29,7 @@ use crate::policy::limit::clock::Clock;
 use crate::policy::limit::Limiter;
 use crate::state::persist;
 use crate::state::snapshot::Snapshot;
-use crate::state::store::Store;
+use crate::state::store::{Store, Stored};
 use crate::telemetry::metrics::Metrics;
 
 /// The running proxy, built once from a validated config.
@@ -62,7 +62,12 @@ impl App {
             pools,
         });
         let store = Store::open(&config.state)?;
-        let stored = store.load_stored()?;
+        // A fleet's runtime changes live in Redis: they are applied as soon
+        // as it answers (`Control::follow_fleet`).
+        let stored = match config.fleet {
+            Some(_) => Stored::default(),
+            None => store.load_stored()?,
+        };
         let journal = match config.state {
             StateConfig::Memory => None,
             StateConfig::Path(_) => Some(Arc::new(Notify::new())),
@@ -103,6 +108,7 @@ impl App {
             config_path: OnceLock::new(),
             journal,
             boot_config: config.clone(),
+            in_force: arc_swap::ArcSwap::from_pointee(config.clone()),
             fleet,
         });
         Ok(App {
@@ -259,8 +265,10 @@ impl Server {
         tokio::spawn(async move { roots.egress.tls.preload().await });
         let sweeper = tokio::spawn(control.clone().free_idle());
         let flusher = tokio::spawn(control.clone().flush_usage());
+        let follower = tokio::spawn(control.clone().follow_fleet());
         stop.await;
         sweeper.abort();
+        follower.abort();
         tracing::info!("shutting down");
         engine.shutdown.begin();
         let drained = engine.shutdown.drain(engine.settings.shutdown_grace).await;

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod reload;
+pub mod shared;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -44,6 +45,8 @@ pub struct Control {
     /// The config pacer started with (restart-only sections are compared
     /// against it on reload).
     pub boot_config: Config,
+    /// The config in force (the last one loaded).
+    pub in_force: arc_swap::ArcSwap<Config>,
     /// The fleet's shared store, in fleet mode.
     pub fleet: Option<Arc<Fleet>>,
 }

@@ -75,7 +75,7 @@ fn apply(control: &Control) -> Result<Value, Vec<String>> {
     warn_about_restart_only_changes(&control.boot_config, &config);
     let _writing = control.writes.blocking_lock();
     let failed = |e: &dyn std::fmt::Display| vec![e.to_string()];
-    let stored = control.store.load_stored().map_err(|e| failed(&e))?;
+    let stored = control.load_kept().map_err(|e| failed(&e))?;
     let engine = &control.engine;
     let previous = engine.snapshot.load_full();
     let snapshot = Snapshot::build(
@@ -94,6 +94,7 @@ fn apply(control: &Control) -> Result<Value, Vec<String>> {
         "accounts": snapshot.accounts.len(),
     });
     engine.snapshot.store(Arc::new(snapshot));
+    control.in_force.store(Arc::new(config));
     Ok(summary)
 }
 

@@ -81,4 +81,12 @@ impl Conn {
             Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
         }
     }
+
+    /// Runs a pipeline (a transaction when it is atomic).
+    pub async fn pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> RedisResult<T> {
+        match self.clone() {
+            Conn::Single(mut c) => pipe.query_async(&mut c).await,
+            Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
+        }
+    }
 }

@@ -10,10 +10,8 @@
 //!   request path admits through: one server-side script per admission,
 //!   on Redis's own clock, all keys of an account under one hash tag.
 //! - [`keys`]: key names.
-//!
-//! Not yet shared: runtime changes and runtime accounts (kept in each
-//! instance's embedded store), upstream cooldowns, and the config digest
-//! (see the README's fleet section).
+//! - [`runtime`]: runtime changes and runtime accounts, with the version
+//!   and notifications instances follow them by.
 //!
 //! *Invariant: the policy logic stays in [`crate::policy::limit`]; this
 //! layer only counts, stores and notifies.*
@@ -21,6 +19,7 @@
 pub mod admission;
 mod conn;
 pub mod keys;
+pub mod runtime;
 mod scripts;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,6 +46,9 @@ pub enum FleetError {
     /// It took longer than `timeout`.
     #[error("fleet store did not answer within {0:?}")]
     TimedOut(Duration),
+    /// A record could not be encoded.
+    #[error("cannot encode a runtime record: {0}")]
+    Encode(String),
     /// The store answered with an error, or the connection broke.
     #[error("fleet store: {0}")]
     Redis(#[from] redis::RedisError),
@@ -207,6 +209,15 @@ impl Fleet {
         script: ScriptInvocation<'_>,
     ) -> Result<T, FleetError> {
         self.run(|conn| async move { conn.invoke(script).await })
+            .await
+    }
+
+    /// Runs a pipeline.
+    async fn pipeline<T: FromRedisValue + Send>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, FleetError> {
+        self.run(|conn| async move { conn.pipeline(pipe).await })
             .await
     }
 

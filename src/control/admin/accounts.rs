@@ -35,10 +35,7 @@ pub async fn apply(
         .map_err(|reason| AdminError::invalid("params", reason))?;
     // What is stored is what is in force: stale parts are dropped.
     let stored = settings.changes.clone();
-    let writer = app.clone();
-    let id = account.id.clone();
-    let saved = tokio::task::spawn_blocking(move || writer.store.save_changes(&id, &stored));
-    saved.await??;
+    app.keep_changes(&account.id, stored).await?;
     if settings.route != account.settings.load().route {
         runtime.router.set_route(&account.id, &settings.route);
     }

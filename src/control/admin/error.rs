@@ -3,6 +3,7 @@
 
 use http::StatusCode;
 
+use crate::control::shared::KeepError;
 use crate::state::store::StoreError;
 use crate::wire::error::WireCode;
 
@@ -54,6 +55,9 @@ pub enum AdminError {
     /// The store could not be written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A runtime change could not be kept (embedded or fleet store).
+    #[error(transparent)]
+    Keep(#[from] KeepError),
     /// A background task of the request failed (it panicked, or pacer is
     /// stopping).
     #[error("the request could not be completed: {0}")]
@@ -136,7 +140,7 @@ impl AdminError {
                 "errors/invalid_proxy_credentials",
                 "Unauthorized",
             ),
-            AdminError::Store(_) | AdminError::Internal(_) => code(
+            AdminError::Store(_) | AdminError::Keep(_) | AdminError::Internal(_) => code(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "errors/service_unavailable",
                 "Service Unavailable",

@@ -21,7 +21,6 @@ use crate::control::Control;
 use crate::policy::auth::hashed::SecretHash;
 use crate::state::accounts::AccountSource;
 use crate::state::changes::RouteChange;
-use crate::state::persist;
 use crate::state::runtime::RuntimeAccount;
 use crate::state::snapshot::Snapshot;
 use crate::wire::body::ProxyBody;
@@ -104,15 +103,10 @@ pub async fn put(
         .with_runtime_account(id, &record, app.journal.clone())
         .map_err(|reason| AdminError::invalid("policy", reason))?;
     let snapshot = Arc::new(snapshot);
-    let writer = app.clone();
-    let (stored, swapped, key) = (snapshot.clone(), previous.clone(), id.to_owned());
-    tokio::task::spawn_blocking(move || {
-        writer.store.put_account(&key, &record)?;
-        // A new id finds its usage of today again (deleted, or from before
-        // a restart) before its first request.
-        persist::restore_new(&writer.store, &swapped, &stored, &writer.engine.clock)
-    })
-    .await??;
+    // A new id finds its usage of today again (deleted, or from before a
+    // restart) before its first request.
+    app.keep_account(id, record, previous.clone(), snapshot.clone())
+        .await?;
     app.engine.snapshot.store(snapshot.clone());
     let account = find(&snapshot, id)?;
     tracing::info!(account = id, created, "runtime account stored");
@@ -137,9 +131,7 @@ pub async fn delete(app: &Arc<Control>, id: &str) -> Result<Response<ProxyBody>,
     let snapshot = previous
         .without_account(id)
         .ok_or_else(|| AdminError::NotFound(format!("no account `{id}`")))?;
-    let writer = app.clone();
-    let key = id.to_owned();
-    tokio::task::spawn_blocking(move || writer.store.delete_account(&key)).await??;
+    app.forget_account(id).await?;
     app.engine.snapshot.store(Arc::new(snapshot));
     account.delete();
     tracing::info!(account = id, "runtime account deleted");
