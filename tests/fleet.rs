@@ -176,6 +176,15 @@ async fn a_daily_cap_holds_across_instances_and_a_refusal_consumes_nothing() {
         200,
         "other actions still go"
     );
+    for proxy in [&a, &b] {
+        let (status, shown) = Admin::new(proxy)
+            .call(reqwest::Method::GET, "/v1/accounts/acct-1", None)
+            .await;
+        assert_eq!(status.as_u16(), 200);
+        assert_eq!(shown["usage"]["actions"]["send"], 3, "fleet-wide: {shown}");
+        assert_eq!(shown["usage"]["all"], 4, "{shown}");
+        assert_eq!(shown["limits"]["send"]["value"], 3, "{shown}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -316,7 +316,7 @@ async fn call_confirm(fleet: &Fleet, plan: &Plan, member: &str) -> Result<(i64, 
     placed.ok_or_else(|| bad_answer("confirm"))
 }
 
-fn bad_answer(script: &str) -> FleetError {
+pub(super) fn bad_answer(script: &str) -> FleetError {
     FleetError::Redis(redis::RedisError::from((
         redis::ErrorKind::UnexpectedReturnType,
         "unexpected answer of a fleet script",
@@ -576,7 +576,7 @@ async fn release(
 }
 
 /// An integer in a script's answer.
-fn int(value: &Value) -> Option<i64> {
+pub(super) fn int(value: &Value) -> Option<i64> {
     match value {
         Value::Int(n) => Some(*n),
         Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
@@ -587,7 +587,7 @@ fn int(value: &Value) -> Option<i64> {
 }
 
 /// A string in a script's answer.
-fn text(value: &Value) -> Option<String> {
+pub(super) fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),

@@ -10,6 +10,7 @@
 //!   request path admits through: one server-side script per admission,
 //!   on Redis's own clock, all keys of an account under one hash tag.
 //! - [`keys`]: key names.
+//! - [`usage`]: an account's usage, fleet-wide, for the admin API.
 //! - [`runtime`]: runtime changes and runtime accounts, with the version
 //!   and notifications instances follow them by.
 //!
@@ -21,6 +22,7 @@ mod conn;
 pub mod keys;
 pub mod runtime;
 mod scripts;
+pub mod usage;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -12,6 +12,8 @@ pub struct Scripts {
     pub release: Script,
     /// Platform pauses (`scripts/backoff.lua`).
     pub backoff: Script,
+    /// An account's usage (`scripts/usage.lua`).
+    pub usage: Script,
 }
 
 impl Default for Scripts {
@@ -20,6 +22,7 @@ impl Default for Scripts {
             admit: Script::new(include_str!("scripts/admit.lua")),
             release: Script::new(include_str!("scripts/release.lua")),
             backoff: Script::new(include_str!("scripts/backoff.lua")),
+            usage: Script::new(include_str!("scripts/usage.lua")),
         }
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::AdminError;
 use super::rate_limit::{find, flat, number};
+use super::usage::{usage_of, Usage};
 use super::{json, rfc3339, string_field};
 use std::net::IpAddr;
 
@@ -197,27 +198,26 @@ pub async fn post(
     Ok(json(&json!({
         "account": id,
         "type": type_name,
-        "params": {"default": default, "user": limits_in_force(app, &account)},
+        "params": {"default": default, "user": limits_in_force(app, &account, &usage_of(app, &account).await)},
     })))
 }
 
 /// `GET /v1/accounts/{id}`: the account as listed, with today's usage
-/// per action.
-pub fn get(app: &Control, id: &str) -> Result<Response<ProxyBody>, AdminError> {
-    let runtime = app.engine.snapshot.load();
+/// per action (fleet-wide in fleet mode).
+pub async fn get(app: &Control, id: &str) -> Result<Response<ProxyBody>, AdminError> {
+    let runtime = app.engine.snapshot.load_full();
     let account = find(&runtime, id)?;
-    let settings = account.settings.load();
-    let (usage, _) = account.limiter.usage(&settings.policy, &app.engine.clock);
+    let usage = usage_of(app, &account).await;
     let actions: Map<String, Value> = runtime
         .classifier
         .names()
         .iter()
-        .map(|name| (name.clone(), json!(usage.count(Some(name)))))
+        .map(|name| (name.clone(), json!(usage.daily.count(Some(name)))))
         .collect();
-    let mut view = account_view(app, &account);
+    let mut view = account_view(app, &account, &usage);
     view.insert(
         "usage".into(),
-        json!({"day_start": usage.day_start(), "all": usage.count(None), "actions": actions}),
+        json!({"day_start": usage.daily.day_start(), "all": usage.daily.count(None), "actions": actions}),
     );
     Ok(json(&Value::Object(view)))
 }
@@ -225,7 +225,7 @@ pub fn get(app: &Control, id: &str) -> Result<Response<ProxyBody>, AdminError> {
 /// An account as the API shows it: id, source, policy, plan, type, route
 /// (password masked), the limits in force with usage, the platform's
 /// pauses.
-pub fn account_view(app: &Control, account: &Account) -> Map<String, Value> {
+pub fn account_view(app: &Control, account: &Account, usage: &Usage) -> Map<String, Value> {
     let settings = account.settings.load();
     let view = json!({
         "account_id": &*account.id,
@@ -242,8 +242,8 @@ pub fn account_view(app: &Control, account: &Account) -> Map<String, Value> {
             AccountRoute::Country(code) => Some(code.to_string()),
             AccountRoute::Direct | AccountRoute::Custom(_) => None,
         },
-        "limits": limits_in_force(app, account),
-        "backoff": pauses_view(&account.limiter.pauses(&app.engine.clock)),
+        "limits": limits_in_force(app, account, usage),
+        "backoff": pauses_view(&usage.pauses),
     });
     match view {
         Value::Object(map) => map,
@@ -304,18 +304,20 @@ fn check_ceilings(
 /// reset `timestamp` for a daily cap, `current` / `last_batch_at` for
 /// `batch`, and `current` (admissions in the window now; null for a
 /// window of over 1,024, kept as a token bucket) for a rolling window.
-fn limits_in_force(app: &Control, account: &Account) -> Map<String, Value> {
+fn limits_in_force(app: &Control, account: &Account, usage: &Usage) -> Map<String, Value> {
     let settings = account.settings.load();
-    let (usage, batch) = account.limiter.usage(&settings.policy, &app.engine.clock);
-    let fill = account
-        .limiter
-        .window_fill(&settings.policy, &app.engine.clock);
+    let Usage {
+        daily: usage,
+        batch,
+        fill,
+        ..
+    } = usage;
     let windows: Vec<(&str, Option<u64>)> = settings
         .policy
         .rolling
         .iter()
         .map(|rule| &*rule.key)
-        .zip(fill)
+        .zip(fill.iter().copied())
         .collect();
     let now_secs = app.engine.clock.unix_ms().div_euclid(1000);
     let next_reset = settings.policy.day_reset.next_reset_after(now_secs);

@@ -19,6 +19,7 @@ pub mod runtime;
 pub mod stats;
 pub mod ui;
 pub mod upstreams;
+pub mod usage;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -117,8 +118,8 @@ async fn route(
         Endpoint::RateLimitGet => rate_limit::get(app, &request),
         Endpoint::RateLimitPatch => rate_limit::patch(app, read_json(request).await?).await,
         Endpoint::AccountOverrides => accounts::post(app, read_json(request).await?).await,
-        Endpoint::AccountList => runtime::list(app, &request),
-        Endpoint::AccountGet => accounts::get(app, &id),
+        Endpoint::AccountList => runtime::list(app, &request).await,
+        Endpoint::AccountGet => accounts::get(app, &id).await,
         Endpoint::AccountPatch => accounts::patch(app, &id, read_json(request).await?).await,
         Endpoint::AccountPut => runtime::put(app, &id, read_json(request).await?).await,
         Endpoint::AccountDelete => runtime::delete(app, &id).await,

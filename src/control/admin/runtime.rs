@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use super::accounts::account_view;
 use super::error::AdminError;
 use super::rate_limit::find;
+use super::usage::usage_of;
 use super::{json, query_param, string_field};
 use crate::config::{account_id_problem, Plan, UpstreamUrl};
 use crate::control::Control;
@@ -34,7 +35,10 @@ const DEFAULT_PAGE: usize = 100;
 const PUT_FIELDS: &[&str] = &["secret", "type", "policy", "plan", "upstream", "country"];
 
 /// `GET /v1/accounts?limit=N&cursor=C`.
-pub fn list(app: &Control, request: &Request<Incoming>) -> Result<Response<ProxyBody>, AdminError> {
+pub async fn list(
+    app: &Control,
+    request: &Request<Incoming>,
+) -> Result<Response<ProxyBody>, AdminError> {
     let limit = match query_param(request, "limit") {
         None => DEFAULT_PAGE,
         Some(text) => match text.parse::<usize>() {
@@ -54,10 +58,10 @@ pub fn list(app: &Control, request: &Request<Incoming>) -> Result<Response<Proxy
     };
     let runtime = app.engine.snapshot.load();
     let (page, next) = runtime.accounts.page(after.as_deref(), limit);
-    let accounts: Vec<Value> = page
-        .iter()
-        .map(|account| Value::Object(account_view(app, account)))
-        .collect();
+    let views = page.iter().map(|account| async move {
+        Value::Object(account_view(app, account, &usage_of(app, account).await))
+    });
+    let accounts: Vec<Value> = futures_util::future::join_all(views).await;
     Ok(json(&json!({
         "accounts": accounts,
         "next_cursor": next.map(|id| encode_cursor(&id)),
@@ -110,7 +114,8 @@ pub async fn put(
     app.engine.snapshot.store(snapshot.clone());
     let account = find(&snapshot, id)?;
     tracing::info!(account = id, created, "runtime account stored");
-    let mut response = json(&Value::Object(account_view(app, &account)));
+    let usage = usage_of(app, &account).await;
+    let mut response = json(&Value::Object(account_view(app, &account, &usage)));
     if created {
         *response.status_mut() = StatusCode::CREATED;
     }
