@@ -399,6 +399,53 @@ async fn runtime_accounts_and_changes_made_on_one_instance_apply_on_the_other() 
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upstream_that_failed_on_one_instance_sits_out_on_all() {
+    use common::clients::http_connect;
+    use common::routes::{detail, pool_config};
+    use common::upstream::FakeUpstream;
+    let redis = Redis::start().await;
+    let upstream = FakeUpstream::http(None).await;
+    let fleet = format!("[fleet]\nredis = \"{}\"\n\n[state]", redis.url());
+    let config =
+        pool_config(&[upstream.url()], "failure_cooldown = \"30s\"").replacen("[state]", &fleet, 1);
+    let a = Proxy::start(&config).await;
+    let b = Proxy::start(&config).await;
+    healthz_until(&a, "up").await;
+    healthz_until(&b, "up").await;
+    upstream.set_healthy(false);
+    let echo = common::echo_server().await;
+    let target = echo.to_string();
+    let raw = http_connect(&a, "routed", &target).await.expect_err("down");
+    assert!(
+        detail(&raw).contains("1 upstream tried"),
+        "{}",
+        detail(&raw)
+    );
+    assert_eq!(upstream.connections(), 1);
+    let admin_b = Admin::new(&b);
+    within_a_second("a cooldown", || async {
+        let (_, listed) = admin_b
+            .call(reqwest::Method::GET, "/v1/upstreams", None)
+            .await;
+        listed["upstreams"][0]["state"] == "cooling_down"
+    })
+    .await;
+    let raw = http_connect(&b, "routed", &target)
+        .await
+        .expect_err("cooling");
+    assert!(
+        detail(&raw).contains("0 upstreams tried"),
+        "{}",
+        detail(&raw)
+    );
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "never tried by the other instance"
+    );
+}
+
 #[test]
 fn fleet_config_is_validated_like_every_section() {
     let parse = |fleet: &str, env: Option<&str>| {

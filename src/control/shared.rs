@@ -99,7 +99,8 @@ impl Control {
 
     /// In fleet mode, applies the runtime state of the fleet store
     /// whenever its version moves (told by pub/sub, or seen by polling),
-    /// until the task is aborted.
+    /// and shares upstream cooldowns every half second, until the task is
+    /// aborted.
     pub async fn follow_fleet(self: Arc<Self>) {
         let Some(fleet) = self.fleet.clone() else {
             return;
@@ -113,6 +114,7 @@ impl Control {
                 _ = every.tick() => {}
                 () = changed.notified() => {}
             }
+            self.share_cooldowns(&fleet).await;
             match fleet.runtime_version().await {
                 Ok(version) if Some(version) == applied => continue,
                 Ok(_) => {}
@@ -121,6 +123,17 @@ impl Control {
             match self.apply_fleet_runtime(&fleet).await {
                 Ok(version) => applied = Some(version),
                 Err(err) => tracing::error!(%err, "runtime changes of the fleet not applied"),
+            }
+        }
+    }
+
+    /// Publishes this instance's upstream cooldowns and takes every other
+    /// instance's: an upstream that failed anywhere sits out everywhere.
+    async fn share_cooldowns(&self, fleet: &Fleet) {
+        let router = self.engine.snapshot.load().router.clone();
+        if let Ok(running) = fleet.share_cooldowns(&router.cooling()).await {
+            for (identity, left) in running {
+                router.cool(identity, left);
             }
         }
     }

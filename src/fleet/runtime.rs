@@ -1,7 +1,8 @@
-//! Runtime changes and runtime accounts in the fleet store, shared by
-//! every instance (SPEC section 10): two hashes (account id to JSON, as
-//! the embedded store keeps them) and a version, all under one hash tag
-//! so that each write is one atomic transaction, even on a Cluster. Every
+//! Runtime changes, runtime accounts and upstream cooldowns in the fleet
+//! store, shared by every instance (SPEC section 10). Runtime state is
+//! kept in two hashes (account id to JSON, as the embedded store keeps
+//! them) and a version, all under one hash tag so that each write is one
+//! atomic transaction, even on a Cluster. Every
 //! write bumps the version and publishes the account's id; instances
 //! follow with pub/sub and, as the fallback, by polling the version.
 
@@ -122,6 +123,32 @@ impl Fleet {
             accounts: from_json(accounts).into_iter().collect(),
         };
         Ok((version.unwrap_or(0), stored))
+    }
+
+    /// Shares this instance's running upstream cooldowns (identity, time
+    /// left) and answers every instance's, on Redis's clock.
+    pub async fn share_cooldowns(
+        &self,
+        running: &[(u64, Duration)],
+    ) -> Result<Vec<(u64, Duration)>, FleetError> {
+        let key = format!("{}{{fleet}}:cooldowns", self.config.key_prefix);
+        let mut invocation = self.scripts.cooldowns.key(key);
+        for (identity, left) in running {
+            invocation
+                .arg(identity.to_string())
+                .arg(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+        }
+        let answer: Vec<String> = self.invoke(invocation).await?;
+        Ok(answer
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [identity, left] => Some((
+                    identity.parse().ok()?,
+                    Duration::from_millis(left.parse().ok()?),
+                )),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Subscribes to the runtime channel on a connection of its own and

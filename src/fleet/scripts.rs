@@ -14,6 +14,8 @@ pub struct Scripts {
     pub backoff: Script,
     /// An account's usage (`scripts/usage.lua`).
     pub usage: Script,
+    /// Upstream cooldowns (`scripts/cooldowns.lua`).
+    pub cooldowns: Script,
 }
 
 impl Default for Scripts {
@@ -23,6 +25,7 @@ impl Default for Scripts {
             release: Script::new(include_str!("scripts/release.lua")),
             backoff: Script::new(include_str!("scripts/backoff.lua")),
             usage: Script::new(include_str!("scripts/usage.lua")),
+            cooldowns: Script::new(include_str!("scripts/cooldowns.lua")),
         }
     }
 }

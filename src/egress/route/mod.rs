@@ -278,6 +278,33 @@ impl Router {
             .collect()
     }
 
+    /// The members cooling down now: each one's identity (scheme, user and
+    /// address) and how long it still sits out, for a fleet to share.
+    pub fn cooling(&self) -> Vec<(u64, Duration)> {
+        let now = Instant::now();
+        self.pools
+            .values()
+            .flat_map(|pool| &pool.members)
+            .filter_map(|m| Some((m.identity, m.cooling_until(now)? - now)))
+            .collect()
+    }
+
+    /// The member(s) with `identity` sit out at least `left` from now (a
+    /// cooldown another instance of the fleet started); a longer one
+    /// running is kept.
+    pub fn cool(&self, identity: u64, left: Duration) {
+        let until = Instant::now() + left;
+        for member in self.pools.values().flat_map(|pool| &pool.members) {
+            if member.identity == identity
+                && member
+                    .cooling_until(Instant::now())
+                    .is_none_or(|u| u < until)
+            {
+                member.cool_down(until);
+            }
+        }
+    }
+
     /// Under `sticky`, how many pool accounts each member serves: the one
     /// remembered, else the account's first choice. Other strategies keep
     /// no sticky choice.
