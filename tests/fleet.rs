@@ -446,6 +446,46 @@ async fn an_upstream_that_failed_on_one_instance_sits_out_on_all() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_with_other_policies_is_named_until_it_leaves() {
+    let redis = Redis::start().await;
+    let a = Proxy::start(&fleet_config(&redis, "", "")).await;
+    let policy = "[policies.standard_policy.limits]\nall_per_minute = 5\n";
+    let b = Proxy::start(&fleet_config(&redis, "", policy)).await;
+    let health = format!("http://{}/healthz", a.admin);
+    within_a_second("a config mismatch", || async {
+        let body: serde_json::Value = reqwest::get(&health)
+            .await
+            .expect("healthz")
+            .json()
+            .await
+            .expect("json");
+        body["fleet"]["config_mismatch"] == "[policies]" && body["status"] == "ok"
+    })
+    .await;
+    let metrics = metrics_at(&a.admin.to_string()).await;
+    assert!(
+        metrics.contains("pacer_fleet_config_mismatch 1"),
+        "{metrics}"
+    );
+    b.stop().await;
+    let mut cleared = false;
+    for _ in 0..80 {
+        let body: serde_json::Value = reqwest::get(&health)
+            .await
+            .expect("healthz")
+            .json()
+            .await
+            .expect("json");
+        if body["fleet"]["config_mismatch"].is_null() {
+            cleared = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cleared, "the mismatch ends once the other instance is gone");
+}
+
 #[test]
 fn fleet_config_is_validated_like_every_section() {
     let parse = |fleet: &str, env: Option<&str>| {

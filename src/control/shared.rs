@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::Control;
+use crate::fleet::digest::digest;
 use crate::fleet::{Fleet, FleetError};
 use crate::state::changes::AccountChanges;
 use crate::state::runtime::RuntimeAccount;
@@ -99,8 +100,8 @@ impl Control {
 
     /// In fleet mode, applies the runtime state of the fleet store
     /// whenever its version moves (told by pub/sub, or seen by polling),
-    /// and shares upstream cooldowns every half second, until the task is
-    /// aborted.
+    /// and shares upstream cooldowns and compares config digests every
+    /// half second, until the task is aborted.
     pub async fn follow_fleet(self: Arc<Self>) {
         let Some(fleet) = self.fleet.clone() else {
             return;
@@ -115,6 +116,7 @@ impl Control {
                 () = changed.notified() => {}
             }
             self.share_cooldowns(&fleet).await;
+            let _ = fleet.compare_digest(&digest(&self.in_force.load())).await;
             match fleet.runtime_version().await {
                 Ok(version) if Some(version) == applied => continue,
                 Ok(_) => {}

@@ -11,6 +11,7 @@
 //!   on Redis's own clock, all keys of an account under one hash tag.
 //! - [`keys`]: key names.
 //! - [`usage`]: an account's usage, fleet-wide, for the admin API.
+//! - [`digest`]: the config digest instances compare.
 //! - [`runtime`]: runtime changes and runtime accounts, with the version
 //!   and notifications instances follow them by.
 //!
@@ -19,6 +20,7 @@
 
 pub mod admission;
 mod conn;
+pub mod digest;
 pub mod keys;
 pub mod runtime;
 mod scripts;
@@ -68,6 +70,9 @@ pub struct Fleet {
     /// Whether the running outage was logged.
     down_logged: AtomicBool,
     gauges: FleetGauges,
+    /// The first config section that differs from another live
+    /// instance's, while one does ([`digest`]).
+    mismatch: std::sync::Mutex<Option<String>>,
     /// PEM roots for `rediss://`.
     roots: Option<Vec<u8>>,
 }
@@ -96,6 +101,7 @@ impl Fleet {
             up: AtomicBool::new(false),
             down_logged: AtomicBool::new(false),
             gauges,
+            mismatch: std::sync::Mutex::new(None),
             roots,
         })
     }

@@ -16,6 +16,8 @@ pub struct Scripts {
     pub usage: Script,
     /// Upstream cooldowns (`scripts/cooldowns.lua`).
     pub cooldowns: Script,
+    /// Live instances and their config digests (`scripts/instances.lua`).
+    pub instances: Script,
 }
 
 impl Default for Scripts {
@@ -26,6 +28,7 @@ impl Default for Scripts {
             backoff: Script::new(include_str!("scripts/backoff.lua")),
             usage: Script::new(include_str!("scripts/usage.lua")),
             cooldowns: Script::new(include_str!("scripts/cooldowns.lua")),
+            instances: Script::new(include_str!("scripts/instances.lua")),
         }
     }
 }

@@ -243,14 +243,19 @@ impl Metrics {
         self.upstream_failures.get_or_create(&labels).inc();
     }
 
-    /// Registers the fleet's gauge (in fleet mode only):
-    /// `pacer_fleet_store_up`.
+    /// Registers the fleet's gauges (in fleet mode only):
+    /// `pacer_fleet_store_up` and `pacer_fleet_config_mismatch`.
     pub fn fleet_gauges(&mut self) -> FleetGauges {
         let gauges = FleetGauges::default();
         self.registry.register(
             "fleet_store_up",
             "1 while the fleet store (Redis) answers within its timeout, else 0",
             gauges.store_up.clone(),
+        );
+        self.registry.register(
+            "fleet_config_mismatch",
+            "1 while another live instance of the fleet runs different actions, policies or upstreams",
+            gauges.config_mismatch.clone(),
         );
         gauges
     }
@@ -387,4 +392,6 @@ fn kind_label(kind: HitKind) -> &'static str {
 pub struct FleetGauges {
     /// `pacer_fleet_store_up`.
     pub store_up: Gauge,
+    /// `pacer_fleet_config_mismatch`.
+    pub config_mismatch: Gauge,
 }

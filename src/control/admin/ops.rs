@@ -18,7 +18,8 @@ use crate::wire::request_id::RequestId;
 /// work; 503 `"failing"` while embedded-store writes fail (`store`: the
 /// error) or, with `on_unavailable = "refuse"`, while the fleet store is
 /// down; 200 `"degraded"` while it is down in `local` mode. In fleet mode
-/// `fleet.store` says `up` or `down`.
+/// `fleet` says `store` (`up` or `down`) and `config_mismatch` (the
+/// first section that differs from another live instance's, or null).
 pub fn healthz(app: &Control) -> Response<ProxyBody> {
     let mut body = Map::new();
     let mut status = "ok";
@@ -36,7 +37,10 @@ pub fn healthz(app: &Control) -> Response<ProxyBody> {
         }
         body.insert(
             "fleet".into(),
-            json!({"store": if up { "up" } else { "down" }}),
+            json!({
+                "store": if up { "up" } else { "down" },
+                "config_mismatch": fleet.config_mismatch(),
+            }),
         );
     }
     body.insert("status".into(), json!(status));
