@@ -61,6 +61,86 @@ impl Redis {
     }
 }
 
+/// Three `redis-server` masters of the test's own, made one Redis Cluster
+/// by `redis-cli --cluster create`.
+struct Cluster {
+    nodes: Vec<Redis>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let port = free_port().await;
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--cluster-enabled",
+                    "yes",
+                ])
+                .arg("--cluster-config-file")
+                .arg(dir.path().join(format!("nodes-{port}.conf")))
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server");
+            nodes.push(Redis {
+                port,
+                child: Some(child),
+            });
+        }
+        for node in &nodes {
+            for _ in 0..200 {
+                if TcpStream::connect(("127.0.0.1", node.port)).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let status = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli --cluster create");
+        assert!(status.success(), "the cluster was not created");
+        for _ in 0..200 {
+            let info = Command::new("redis-cli")
+                .args(["-p", &nodes[0].port.to_string(), "cluster", "info"])
+                .output()
+                .expect("redis-cli");
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                return Cluster { nodes, _dir: dir };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the cluster never became ok");
+    }
+
+    /// `redis = [...]` and `cluster = true`.
+    fn fleet(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("\"{}\"", n.url()))
+            .collect();
+        format!("[fleet]\nredis = [{}]\ncluster = true\n", urls.join(", "))
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
@@ -484,6 +564,50 @@ async fn an_instance_with_other_policies_is_named_until_it_leaves() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(cleared, "the mismatch ends once the other instance is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_cluster_keeps_every_limit_and_runtime_account() {
+    let cluster = Cluster::start().await;
+    let origin = Origin::start().await;
+    let policy = "mode = \"reject\"\n[policies.standard_policy.limits]\nsend = 2\n";
+    let config = base_config("").replace(
+        "[policies.standard_policy]\nname = \"Standard\"\n",
+        &format!(
+            "{}\n[[actions]]\nname = \"send\"\npaths = [\"/send*\"]\n\n[policies.standard_policy]\nname = \"Standard\"\n{policy}\n",
+            cluster.fleet()
+        ),
+    );
+    let a = Proxy::start(&config).await;
+    let b = Proxy::start(&config).await;
+    healthz_until(&a, "up").await;
+    healthz_until(&b, "up").await;
+    let send = origin.url("/send");
+    for (proxy, user, expected) in [
+        (&a, "acct-1", 200),
+        (&b, "acct-1", 200),
+        (&a, "acct-1", 429),
+        (&b, "bound", 200),
+    ] {
+        let secret = if user == "bound" {
+            "unused-secret"
+        } else {
+            SECRET
+        };
+        assert_eq!(get_as(proxy, user, secret, &send).await, expected, "{user}");
+    }
+    let (status, body) = Admin::new(&a)
+        .call(
+            reqwest::Method::PUT,
+            "/v1/accounts/rt-c",
+            Some(serde_json::json!({"secret": "c"})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201, "{body}");
+    within_a_second("a runtime account on the cluster", || async {
+        get_as(&b, "rt-c", "c", &origin.url("/")).await == 200
+    })
+    .await;
 }
 
 #[test]
