@@ -223,6 +223,40 @@ async fn a_rolling_window_holds_at_the_origin_across_two_instances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paced_request_whose_client_leaves_gives_its_reservation_back() {
+    let redis = Redis::start().await;
+    let origin = Origin::start().await;
+    let policy = "mode = \"pace\"\nmax_wait = \"5s\"\n[policies.standard_policy.limits]\nall_per_second = 1\n";
+    let config = fleet_config(&redis, "", policy);
+    let a = Proxy::start(&config).await;
+    let b = Proxy::start(&config).await;
+    healthz_until(&a, "up").await;
+    healthz_until(&b, "up").await;
+    assert_eq!(get(&a, &origin.url("/")).await.0, 200);
+    let impatient = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(b.http_url()).expect("proxy"))
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    assert!(
+        impatient.get(origin.url("/")).send().await.is_err(),
+        "it left while paced"
+    );
+    assert_eq!(get(&a, &origin.url("/")).await.0, 200);
+    let arrivals = origin.arrivals();
+    assert_eq!(
+        arrivals.len(),
+        2,
+        "the request that left never reached the origin"
+    );
+    let gap = arrivals[1] - arrivals[0];
+    assert!(
+        gap >= Duration::from_millis(985) && gap < Duration::from_millis(1700),
+        "the next request took the slot given back (1 s after the first), not the one after it: {gap:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_daily_cap_holds_across_instances_and_a_refusal_consumes_nothing() {
     let redis = Redis::start().await;
     let origin = Origin::start().await;
@@ -298,6 +332,54 @@ async fn concurrent_limit_counts_tunnels_on_every_instance() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(admitted, "the slot came back when the first tunnel closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_that_dies_loses_its_concurrency_slots_within_the_lease() {
+    let redis = Redis::start().await;
+    let echo = common::echo_server().await;
+    let policy = "mode = \"reject\"\n[policies.standard_policy.limits]\nconcurrent_limit = 1\n";
+    let config = fleet_config(&redis, "", policy);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pacer.toml");
+    std::fs::write(&path, &config).expect("config");
+    let (mut dying, addrs) = common::spawn_pacer(&path, 4).await;
+    let socks: SocketAddr = addrs[1].parse().expect("socks addr");
+    let b = Proxy::start(&config).await;
+    healthz_until(&b, "up").await;
+    let mut held = None;
+    for _ in 0..100 {
+        let mut stream = TcpStream::connect(socks).await.expect("connect");
+        assert_eq!(
+            socks_authenticate(&mut stream, b"acct-1", SECRET.as_bytes()).await,
+            0
+        );
+        if socks_command(&mut stream, 1, echo).await == 0 {
+            held = Some(stream);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _held = held.expect("a tunnel through the instance that will die");
+    dying.start_kill().expect("SIGKILL");
+    let _ = dying.wait().await;
+    let killed = std::time::Instant::now();
+    assert_eq!(
+        socks_connect(b.socks, echo).await,
+        2,
+        "the lease outlives its instance for a while"
+    );
+    loop {
+        if socks_connect(b.socks, echo).await == 0 {
+            break;
+        }
+        // 2 x timeout (250 ms) + 5 s, and the test's own scheduling.
+        assert!(
+            killed.elapsed() < Duration::from_millis(6500),
+            "the dead instance's slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn socks_connect(socks: SocketAddr, target: SocketAddr) -> u8 {
