@@ -692,6 +692,65 @@ async fn a_redis_cluster_keeps_every_limit_and_runtime_account() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rediss_with_extra_roots_admits_through_a_tls_redis() {
+    let ca = common::test_ca::TestCa::new();
+    let (cert, key) = ca.server_pem_files();
+    let port = free_port().await;
+    let child = Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&ca.pem_path)
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server with TLS");
+    let redis = Redis {
+        port,
+        child: Some(child),
+    };
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let origin = Origin::start().await;
+    let policy = "mode = \"reject\"\n[policies.standard_policy.limits]\nsend = 1\n";
+    let config = fleet_config(&redis, "", policy)
+        .replace("redis://127.0.0.1", "rediss://127.0.0.1")
+        .replace("[state]", &format!("{}\n[state]", ca.tls_section()));
+    let a = Proxy::start(&config).await;
+    let b = Proxy::start(&config).await;
+    healthz_until(&a, "up").await;
+    healthz_until(&b, "up").await;
+    assert_eq!(get(&a, &origin.url("/send")).await.0, 200);
+    assert_eq!(
+        get(&b, &origin.url("/send")).await.0,
+        429,
+        "one cap, over TLS"
+    );
+}
+
 #[test]
 fn fleet_config_is_validated_like_every_section() {
     let parse = |fleet: &str, env: Option<&str>| {

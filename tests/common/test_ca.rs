@@ -56,6 +56,21 @@ impl TestCa {
         )
     }
 
+    /// The server certificate chain and its key as PEM files beside the
+    /// CA (for a TLS server that reads files, such as redis-server).
+    pub fn server_pem_files(&self) -> (PathBuf, PathBuf) {
+        let dir = self.pem_path.parent().expect("the CA's folder");
+        let chain: String = self
+            .chain
+            .iter()
+            .map(|der| pem("CERTIFICATE", der))
+            .collect();
+        let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+        std::fs::write(&cert, chain).expect("write chain");
+        std::fs::write(&key, pem("PRIVATE KEY", &self.key)).expect("write key");
+        (cert, key)
+    }
+
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         self.acceptor_offering(&[])
     }
@@ -74,4 +89,17 @@ impl TestCa {
         config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
+}
+
+/// `der` as a PEM block labelled `label`.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut text = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        text.push_str(&String::from_utf8_lossy(line));
+        text.push('\n');
+    }
+    text.push_str(&format!("-----END {label}-----\n"));
+    text
 }
