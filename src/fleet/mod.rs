@@ -25,6 +25,7 @@ pub mod keys;
 pub mod runtime;
 mod scripts;
 pub mod usage;
+mod value;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

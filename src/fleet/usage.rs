@@ -4,7 +4,7 @@
 
 use redis::Value;
 
-use super::admission::{int, text};
+use super::value::{bad_answer, int, text};
 use super::{keys, Fleet, FleetError};
 use crate::policy::limit::backoff::Pause;
 use crate::policy::limit::policy::PolicyLimits;
@@ -42,7 +42,7 @@ impl Fleet {
                 .arg(i64::try_from(span.as_micros()).unwrap_or(i64::MAX));
         }
         let answer: Vec<Value> = self.invoke(invocation).await?;
-        parse(&answer).ok_or_else(|| super::admission::bad_answer("usage"))
+        parse(&answer).ok_or_else(|| bad_answer("usage"))
     }
 }
 
