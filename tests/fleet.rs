@@ -40,13 +40,7 @@ impl Redis {
             .spawn()
             .expect("redis-server (apt-get install redis-server) must run for the fleet tests");
         self.child = Some(child);
-        for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("redis-server did not start on port {}", self.port);
+        wait_for_port(self.port).await;
     }
 
     fn stop(&mut self) {
@@ -98,12 +92,7 @@ impl Cluster {
             });
         }
         for node in &nodes {
-            for _ in 0..200 {
-                if TcpStream::connect(("127.0.0.1", node.port)).await.is_ok() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
+            wait_for_port(node.port).await;
         }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
@@ -117,17 +106,16 @@ impl Cluster {
             .status()
             .expect("redis-cli --cluster create");
         assert!(status.success(), "the cluster was not created");
-        for _ in 0..200 {
+        let first = nodes[0].port.to_string();
+        eventually(Duration::from_secs(10), "the cluster is ok", || async {
             let info = Command::new("redis-cli")
-                .args(["-p", &nodes[0].port.to_string(), "cluster", "info"])
+                .args(["-p", &first, "cluster", "info"])
                 .output()
                 .expect("redis-cli");
-            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
-                return Cluster { nodes, _dir: dir };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the cluster never became ok");
+            String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok")
+        })
+        .await;
+        Cluster { nodes, _dir: dir }
     }
 
     /// `redis = [...]` and `cluster = true`.
@@ -323,15 +311,12 @@ async fn concurrent_limit_counts_tunnels_on_every_instance() {
         "refused on the other instance"
     );
     drop(held);
-    let mut admitted = false;
-    for _ in 0..100 {
-        if socks_connect(b.socks, echo).await == 0 {
-            admitted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(admitted, "the slot came back when the first tunnel closed");
+    eventually(
+        Duration::from_secs(2),
+        "the slot back when the first tunnel closed",
+        || async { socks_connect(b.socks, echo).await == 0 },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -363,23 +348,18 @@ async fn an_instance_that_dies_loses_its_concurrency_slots_within_the_lease() {
     let _held = held.expect("a tunnel through the instance that will die");
     dying.start_kill().expect("SIGKILL");
     let _ = dying.wait().await;
-    let killed = std::time::Instant::now();
     assert_eq!(
         socks_connect(b.socks, echo).await,
         2,
         "the lease outlives its instance for a while"
     );
-    loop {
-        if socks_connect(b.socks, echo).await == 0 {
-            break;
-        }
-        // 2 x timeout (250 ms) + 5 s, and the test's own scheduling.
-        assert!(
-            killed.elapsed() < Duration::from_millis(6500),
-            "the dead instance's slot never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // 2 x timeout (250 ms) + 5 s, and the test's own scheduling.
+    eventually(
+        Duration::from_millis(6500),
+        "the dead instance's slot back",
+        || async { socks_connect(b.socks, echo).await == 0 },
+    )
+    .await;
 }
 
 async fn socks_connect(socks: SocketAddr, target: SocketAddr) -> u8 {
@@ -427,15 +407,12 @@ async fn refuse_mode_answers_503_while_redis_is_down_then_resumes() {
     redis.spawn().await;
     let (status, _) = healthz_until(&a, "up").await;
     assert_eq!(status, 200);
-    let mut resumed = false;
-    for _ in 0..100 {
-        if get(&a, &origin.url("/")).await.0 == 200 {
-            resumed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(resumed, "admission through Redis resumed by itself");
+    eventually(
+        Duration::from_secs(5),
+        "admission through Redis resumed by itself",
+        || async { get(&a, &origin.url("/")).await.0 == 200 },
+    )
+    .await;
     let metrics = metrics_at(&a.admin.to_string()).await;
     assert!(metrics.contains("pacer_fleet_store_up 1"), "{metrics}");
 }
@@ -477,19 +454,39 @@ async fn get_as(proxy: &Proxy, user: &str, secret: &str, url: &str) -> u16 {
 
 /// Polls `check` every 25 ms for at most 1.5 s (the SPEC's 1 s, with the
 /// test's own scheduling on a loaded machine).
-async fn within_a_second<F, Fut>(what: &str, mut check: F)
+async fn within_a_second<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually(Duration::from_millis(1500), what, check).await;
+}
+
+/// Polls `check` every 25 ms until it holds; panics naming `what` when it
+/// does not within `within`.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_millis(1500) {
+    while started.elapsed() < within {
         if check().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("{what}: not seen by the other instance within a second");
+    panic!("{what}: not within {within:?}");
+}
+
+/// Waits until something listens on the loopback `port`.
+async fn wait_for_port(port: u16) {
+    eventually(
+        Duration::from_secs(5),
+        "a redis-server listening",
+        || async { TcpStream::connect(("127.0.0.1", port)).await.is_ok() },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -631,21 +628,20 @@ async fn an_instance_with_other_policies_is_named_until_it_leaves() {
         "{metrics}"
     );
     b.stop().await;
-    let mut cleared = false;
-    for _ in 0..80 {
-        let body: serde_json::Value = reqwest::get(&health)
-            .await
-            .expect("healthz")
-            .json()
-            .await
-            .expect("json");
-        if body["fleet"]["config_mismatch"].is_null() {
-            cleared = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(cleared, "the mismatch ends once the other instance is gone");
+    eventually(
+        Duration::from_secs(8),
+        "the mismatch ends once the other instance is gone",
+        || async {
+            let body: serde_json::Value = reqwest::get(&health)
+                .await
+                .expect("healthz")
+                .json()
+                .await
+                .expect("json");
+            body["fleet"]["config_mismatch"].is_null()
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -728,12 +724,7 @@ async fn rediss_with_extra_roots_admits_through_a_tls_redis() {
         port,
         child: Some(child),
     };
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_for_port(port).await;
     let origin = Origin::start().await;
     let policy = "mode = \"reject\"\n[policies.standard_policy.limits]\nsend = 1\n";
     let config = fleet_config(&redis, "", policy)

@@ -161,12 +161,7 @@ async fn unavailable(
         OnUnavailable::Refuse => Err(AdmitError::Unavailable(Arc::from(format!(
             "the fleet store (Redis) cannot admit requests now ({err}); nothing is admitted unchecked"
         )))),
-        OnUnavailable::Local => request
-            .local
-            .admit(request.policy, request.actions, request.clock)
-            .await
-            .map(Grant::Local)
-            .map_err(AdmitError::Refused),
+        OnUnavailable::Local => request.admit_locally().await,
     }
 }
 
@@ -192,14 +187,7 @@ async fn back_off(
         Ok(started) => started.into_iter().map(Arc::from).collect(),
         Err(err) => {
             tracing::warn!(%err, account = request.account, "backoff pause kept on this instance only");
-            let Request {
-                local,
-                policy,
-                actions,
-                clock,
-                ..
-            } = request;
-            local.back_off(policy, actions, status, pause, clock).await
+            request.back_off_locally(status, pause).await
         }
     }
 }

@@ -61,12 +61,7 @@ impl Limiter {
     /// Admits `request`, pacing it if its policy says so, or refuses it.
     pub async fn admit(&self, request: Request<'_>) -> Result<Grant, AdmitError> {
         match self {
-            Limiter::Local => request
-                .local
-                .admit(request.policy, request.actions, request.clock)
-                .await
-                .map(Grant::Local)
-                .map_err(AdmitError::Refused),
+            Limiter::Local => request.admit_locally().await,
             Limiter::Shared(store) => store.admit(request).await,
         }
     }
@@ -81,16 +76,7 @@ impl Limiter {
         pause: Duration,
     ) -> Vec<Arc<str>> {
         match self {
-            Limiter::Local => {
-                let Request {
-                    local,
-                    policy,
-                    actions,
-                    clock,
-                    ..
-                } = request;
-                local.back_off(policy, actions, status, pause, clock).await
-            }
+            Limiter::Local => request.back_off_locally(status, pause).await,
             Limiter::Shared(store) => store.back_off(request, status, pause).await,
         }
     }

@@ -36,6 +36,24 @@ pub struct Request<'a> {
     pub clock: &'a Clock,
 }
 
+impl Request<'_> {
+    /// Admits the request by this instance's own limiter.
+    pub async fn admit_locally(&self) -> Result<super::Grant, AdmitError> {
+        self.local
+            .admit(self.policy, self.actions, self.clock)
+            .await
+            .map(super::Grant::Local)
+            .map_err(AdmitError::Refused)
+    }
+
+    /// Pauses the request's actions on this instance's own limiter.
+    pub async fn back_off_locally(&self, status: u16, pause: Duration) -> Vec<Arc<str>> {
+        self.local
+            .back_off(self.policy, self.actions, status, pause, self.clock)
+            .await
+    }
+}
+
 /// Why a request was not admitted.
 #[derive(Debug)]
 pub enum AdmitError {
