@@ -153,6 +153,15 @@ fn fleet_config(redis: &Redis, fleet_extra: &str, policy: &str) -> String {
     )
 }
 
+/// Two instances on `config`, both connected to their fleet store.
+async fn two_instances(config: &str) -> (Proxy, Proxy) {
+    let a = Proxy::start(config).await;
+    let b = Proxy::start(config).await;
+    healthz_until(&a, "up").await;
+    healthz_until(&b, "up").await;
+    (a, b)
+}
+
 /// Waits until the instance's fleet store is `state` in `/healthz`.
 async fn healthz_until(proxy: &Proxy, state: &str) -> (u16, serde_json::Value) {
     let url = format!("http://{}/healthz", proxy.admin);
@@ -181,10 +190,7 @@ async fn a_rolling_window_holds_at_the_origin_across_two_instances() {
     let origin = Origin::start().await;
     let policy = "mode = \"pace\"\nmax_wait = \"10s\"\n[policies.standard_policy.limits]\nall_per_second = 2\n";
     let config = fleet_config(&redis, "", policy);
-    let a = Proxy::start(&config).await;
-    let b = Proxy::start(&config).await;
-    healthz_until(&a, "up").await;
-    healthz_until(&b, "up").await;
+    let (a, b) = two_instances(&config).await;
     let mut requests = Vec::new();
     for proxy in [&a, &b, &a, &b, &a, &b, &a, &b] {
         let client = proxy.client();
@@ -216,10 +222,7 @@ async fn a_paced_request_whose_client_leaves_gives_its_reservation_back() {
     let origin = Origin::start().await;
     let policy = "mode = \"pace\"\nmax_wait = \"5s\"\n[policies.standard_policy.limits]\nall_per_second = 1\n";
     let config = fleet_config(&redis, "", policy);
-    let a = Proxy::start(&config).await;
-    let b = Proxy::start(&config).await;
-    healthz_until(&a, "up").await;
-    healthz_until(&b, "up").await;
+    let (a, b) = two_instances(&config).await;
     assert_eq!(get(&a, &origin.url("/")).await.0, 200);
     let impatient = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(b.http_url()).expect("proxy"))
@@ -250,10 +253,7 @@ async fn a_daily_cap_holds_across_instances_and_a_refusal_consumes_nothing() {
     let origin = Origin::start().await;
     let policy = "mode = \"reject\"\n[policies.standard_policy.limits]\nsend = 3\n";
     let config = fleet_config(&redis, "", policy);
-    let a = Proxy::start(&config).await;
-    let b = Proxy::start(&config).await;
-    healthz_until(&a, "up").await;
-    healthz_until(&b, "up").await;
+    let (a, b) = two_instances(&config).await;
     let send = origin.url("/send");
     assert_eq!(get(&a, &send).await.0, 200);
     assert_eq!(get(&b, &send).await.0, 200);
@@ -290,15 +290,31 @@ async fn a_daily_cap_holds_across_instances_and_a_refusal_consumes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_that_never_reached_the_origin_gives_its_daily_cap_back_fleet_wide() {
+    let redis = Redis::start().await;
+    let origin = Origin::start().await;
+    let closed = common::closed_port().await;
+    let policy = "mode = \"reject\"\n[policies.standard_policy.limits]\nall_daily_cap = 1\n";
+    let config = fleet_config(&redis, "", policy);
+    let (a, b) = two_instances(&config).await;
+    let (status, body) = get(&a, &format!("http://{closed}/")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("errors/provider_error"), "{body}");
+    // The give-back is one asynchronous script call after the answer.
+    eventually(Duration::from_secs(1), "the cap given back", || async {
+        get(&b, &origin.url("/")).await.0 == 200
+    })
+    .await;
+    assert_eq!(get(&a, &origin.url("/")).await.0, 429, "and is used now");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_limit_counts_tunnels_on_every_instance() {
     let redis = Redis::start().await;
     let echo = common::echo_server().await;
     let policy = "mode = \"reject\"\n[policies.standard_policy.limits]\nconcurrent_limit = 1\n";
     let config = fleet_config(&redis, "", policy);
-    let a = Proxy::start(&config).await;
-    let b = Proxy::start(&config).await;
-    healthz_until(&a, "up").await;
-    healthz_until(&b, "up").await;
+    let (a, b) = two_instances(&config).await;
     let mut held = TcpStream::connect(a.socks).await.expect("connect");
     assert_eq!(
         socks_authenticate(&mut held, b"acct-1", SECRET.as_bytes()).await,
@@ -494,10 +510,7 @@ async fn runtime_accounts_and_changes_made_on_one_instance_apply_on_the_other() 
     let redis = Redis::start().await;
     let origin = Origin::start().await;
     let config = fleet_config(&redis, "", "");
-    let a = Proxy::start(&config).await;
-    let b = Proxy::start(&config).await;
-    healthz_until(&a, "up").await;
-    healthz_until(&b, "up").await;
+    let (a, b) = two_instances(&config).await;
     let (admin_a, admin_b) = (Admin::new(&a), Admin::new(&b));
     let url = origin.url("/");
     assert_eq!(get_as(&b, "rt-1", "rt-secret", &url).await, 407);
@@ -568,10 +581,7 @@ async fn an_upstream_that_failed_on_one_instance_sits_out_on_all() {
     let fleet = format!("[fleet]\nredis = \"{}\"\n\n[state]", redis.url());
     let config =
         pool_config(&[upstream.url()], "failure_cooldown = \"30s\"").replacen("[state]", &fleet, 1);
-    let a = Proxy::start(&config).await;
-    let b = Proxy::start(&config).await;
-    healthz_until(&a, "up").await;
-    healthz_until(&b, "up").await;
+    let (a, b) = two_instances(&config).await;
     upstream.set_healthy(false);
     let echo = common::echo_server().await;
     let target = echo.to_string();
@@ -656,10 +666,7 @@ async fn a_redis_cluster_keeps_every_limit_and_runtime_account() {
             cluster.fleet()
         ),
     );
-    let a = Proxy::start(&config).await;
-    let b = Proxy::start(&config).await;
-    healthz_until(&a, "up").await;
-    healthz_until(&b, "up").await;
+    let (a, b) = two_instances(&config).await;
     let send = origin.url("/send");
     for (proxy, user, expected) in [
         (&a, "acct-1", 200),
@@ -730,10 +737,7 @@ async fn rediss_with_extra_roots_admits_through_a_tls_redis() {
     let config = fleet_config(&redis, "", policy)
         .replace("redis://127.0.0.1", "rediss://127.0.0.1")
         .replace("[state]", &format!("{}\n[state]", ca.tls_section()));
-    let a = Proxy::start(&config).await;
-    let b = Proxy::start(&config).await;
-    healthz_until(&a, "up").await;
-    healthz_until(&b, "up").await;
+    let (a, b) = two_instances(&config).await;
     assert_eq!(get(&a, &origin.url("/send")).await.0, 200);
     assert_eq!(
         get(&b, &origin.url("/send")).await.0,
