@@ -204,6 +204,30 @@ async fn a_rolling_window_holds_at_the_origin_across_two_instances() {
     }
     let arrivals = origin.arrivals();
     assert_eq!(arrivals.len(), 8);
+    let stamps = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "zrange",
+            "pacer:{acct-1}:w:all:1000",
+            "0",
+            "-1",
+            "withscores",
+        ])
+        .output()
+        .expect("redis-cli");
+    let stamps = String::from_utf8_lossy(&stamps.stdout).into_owned();
+    let scores: Vec<u64> = stamps
+        .lines()
+        .skip(1)
+        .step_by(2)
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(scores.len(), 8, "{stamps}");
+    assert!(
+        scores.iter().any(|us| us % 100 != 0),
+        "stamps kept to the microsecond: {scores:?}"
+    );
     for k in 2..arrivals.len() {
         let gap = arrivals[k] - arrivals[k - 2];
         // Two per second: requests k-2 and k depart at least 1 s apart;
@@ -233,6 +257,21 @@ async fn a_paced_request_whose_client_leaves_gives_its_reservation_back() {
         impatient.get(origin.url("/")).send().await.is_err(),
         "it left while paced"
     );
+    // Its reservation leaves the window once pacer sees the client gone
+    // (an asynchronous script call).
+    let port = redis.port.to_string();
+    eventually(
+        Duration::from_millis(900),
+        "the reservation given back",
+        || async {
+            let held = Command::new("redis-cli")
+                .args(["-p", &port, "zcard", "pacer:{acct-1}:w:all:1000"])
+                .output()
+                .expect("redis-cli");
+            String::from_utf8_lossy(&held.stdout).trim() == "1"
+        },
+    )
+    .await;
     assert_eq!(get(&a, &origin.url("/")).await.0, 200);
     let arrivals = origin.arrivals();
     assert_eq!(

@@ -24,6 +24,11 @@ local shift, limited = tonumber(ARGV[5]), ARGV[6] == '1'
 local concurrency, gap = tonumber(ARGV[7]), tonumber(ARGV[8])
 local batch_size, batch_pause = tonumber(ARGV[9]), tonumber(ARGV[10])
 
+-- Microsecond stamps as exact integers: Redis converts a Lua number to
+-- text with 14 significant digits, which would round a stamp (16 digits)
+-- to 100 us.
+local function us(x) return string.format('%d', x) end
+
 local windows, at = {}, 12
 for _ = 1, tonumber(ARGV[11]) do
   windows[#windows + 1] = { key = base .. ':w:' .. ARGV[at], n = tonumber(ARGV[at + 1]), span = tonumber(ARGV[at + 2]) }
@@ -63,9 +68,9 @@ for _, m in ipairs(redis.call('ZRANGE', pend, 0, -1)) do pending[m] = true end
 -- `ahead`: only entries placed at or before it count (a confirmation
 -- looks at the requests ahead of it, not at those queued behind it).
 local function earliest(window, ahead)
-  redis.call('ZREMRANGEBYSCORE', window.key, '-inf', now - window.span - 300000000)
+  redis.call('ZREMRANGEBYSCORE', window.key, '-inf', us(now - window.span - 300000000))
   local seen, stamps = {}, {}
-  local top = redis.call('ZREVRANGEBYSCORE', window.key, ahead, '-inf', 'WITHSCORES', 'LIMIT', 0, window.n)
+  local top = redis.call('ZREVRANGEBYSCORE', window.key, ahead == '+inf' and ahead or us(ahead), '-inf', 'WITHSCORES', 'LIMIT', 0, window.n)
   for i = 1, #top, 2 do
     local m, s = top[i], tonumber(top[i + 1])
     if pending[m] and s < now then s = now end
@@ -105,10 +110,10 @@ end
 
 local function stamp(start)
   for _, window in ipairs(windows) do
-    redis.call('ZADD', window.key, start, member)
+    redis.call('ZADD', window.key, us(start), member)
     expire_at(window.key, (start - now + window.span) / 1000 + 300000)
   end
-  redis.call('ZADD', pend, start, member)
+  redis.call('ZADD', pend, us(start), member)
   expire_at(pend, (start - now) / 1000 + 3600000)
 end
 
@@ -180,7 +185,7 @@ end
 -- concurrent_limit: leases of live requests, renewed while they live.
 local ckey = base .. ':c'
 if concurrency > 0 then
-  redis.call('ZREMRANGEBYSCORE', ckey, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', ckey, '-inf', us(now))
   if redis.call('ZCARD', ckey) >= concurrency then
     return {2}
   end
@@ -194,7 +199,7 @@ end
 -- Commit everything.
 stamp(start)
 if concurrency > 0 then
-  redis.call('ZADD', ckey, now + lease, member)
+  redis.call('ZADD', ckey, us(now + lease), member)
   expire_at(ckey, lease / 1000 + 60000)
 end
 redis.call('HINCRBY', dkey, 'all', 1)

@@ -15,6 +15,11 @@
 
 local base = KEYS[1]
 local what, member = ARGV[1], ARGV[2]
+
+-- Microsecond stamps as exact integers: Redis converts a Lua number to
+-- text with 14 significant digits, which would round a stamp (16 digits)
+-- to 100 us.
+local function us(x) return string.format('%d', x) end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local pend, ckey = base .. ':pend', base .. ':c'
@@ -25,10 +30,10 @@ for i = 1, count do keys[#keys + 1] = base .. ':w:' .. ARGV[8 + i] end
 if ARGV[9 + count] == '1' then keys[#keys + 1] = base .. ':gap' end
 
 if what == 'renew' then
-  return redis.call('ZADD', ckey, 'XX', 'CH', now + tonumber(ARGV[3]), member)
+  return redis.call('ZADD', ckey, 'XX', 'CH', us(now + tonumber(ARGV[3])), member)
 end
 if what == 'depart' then
-  for _, key in ipairs(keys) do redis.call('ZADD', key, 'XX', 'GT', now, member) end
+  for _, key in ipairs(keys) do redis.call('ZADD', key, 'XX', 'GT', us(now), member) end
   redis.call('ZREM', pend, member)
   return 1
 end
