@@ -25,6 +25,10 @@
 #   ROUNDS=3        rounds per figure (median)      BULK_CONNS=8  connections for 1 MiB figures
 #   IDLE_CONNS=10000  idle keep-alive connections   IDLE_HOLD=30  seconds the idle hold may last
 #   IDLE_SETTLE=5   seconds of idleness before the idle memory is read
+#   IDLE_ROUNDS=1   rounds of each idle-memory figure (median)
+#   ONLY=           figure ids to measure, e.g. "http_1m idle_http" (default:
+#                   all; the ids are the first field of FIGURES, plus
+#                   idle_http, idle_connect and idle_socks)
 #   PROXIES="pacer squid tinyproxy privoxy dante microsocks g3proxy haproxy"  (a subset is fine)
 #   G3PROXY=        the g3proxy binary (without it g3proxy is left out)
 #   PACER_LOG=info  RUST_LOG for pacer (info: the access log on, as shipped; warn: off)
@@ -36,6 +40,8 @@
 #   CARGO=cargo     CARGO_JOBS=     (e.g. 1 on a shared machine)
 #   PACER_BIN=      the pacer binary to measure (default: the one built
 #                   here; point it at another build to compare two commits)
+#   LOADGEN=        a built load generator; with it nothing is built (give
+#                   PACER_BIN too)
 #   OUT=            results folder (default: a new /tmp/pacer-bench.XXXXXX)
 set -euo pipefail
 
@@ -48,6 +54,8 @@ BULK_CONNS=${BULK_CONNS:-8}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_HOLD=${IDLE_HOLD:-30}
 IDLE_SETTLE=${IDLE_SETTLE:-5}
+IDLE_ROUNDS=${IDLE_ROUNDS:-1}
+ONLY=${ONLY:-}
 PROXIES=${PROXIES:-"pacer squid tinyproxy privoxy dante microsocks g3proxy haproxy"}
 G3PROXY=${G3PROXY:-}
 PACER_LOG=${PACER_LOG:-info}
@@ -87,7 +95,7 @@ RELAYS="haproxy haproxy-splice"
 
 declare -A PID=()          # name -> PID of a server this script started
 declare -A LIVE=()         # every PID this script started and has not reaped
-LOADGEN=""
+LOADGEN=${LOADGEN:-}
 NOFILE=0
 IDLE_TUNNELS=0
 
@@ -174,6 +182,11 @@ install_missing() {
 }
 
 build() {
+  if [[ -n $LOADGEN ]]; then
+    # Both given: nothing to build.
+    [[ -x $LOADGEN && -x $PACER_BIN ]] || die "LOADGEN or PACER_BIN is not an executable"
+    return 0
+  fi
   local jobs=()
   [[ -n $CARGO_JOBS ]] && jobs=(-j "$CARGO_JOBS")
   log "building pacer and the load generator (release)"
@@ -372,6 +385,9 @@ CPU_FIGURES="http_c64 socks_c64 socks_kept_c64 http_1m connect_1m_kept socks_1m_
 
 # Whether a server is part of this run (g3proxy only with its binary, the
 # second pacer only with PACER_BASE_BIN, haproxy-splice with haproxy).
+# Whether a figure is measured in this run (ONLY, when given, lists them).
+selected() { [[ -z $ONLY || " $ONLY " == *" $1 "* ]]; }
+
 want() {
   case $1 in
     g3proxy) [[ -n $G3PROXY && " $PROXIES " == *" g3proxy "* ]] ;;
@@ -487,6 +503,7 @@ run_figures() {
   local spec fig label kind group conns path extra round
   for spec in "${FIGURES[@]}"; do
     IFS='|' read -r fig label kind group conns path extra <<<"$spec"
+    selected "$fig" || continue
     [[ $conns == BULK ]] && conns=$BULK_CONNS
     # shellcheck disable=SC2207
     local list=($(members "$group" "$kind")) n i
@@ -558,26 +575,26 @@ idle_once() {
   log "  $member idle via $via: $open open, RSS $base -> $now KiB"
 }
 
+# One idle-memory figure, IDLE_ROUNDS times over its members.
+idle_figure() {
+  local fig=$1 group=$2 via=$3 count=$4 round member
+  selected "$fig" || return 0
+  log "$fig: $count idle connections or tunnels"
+  for round in $(seq "$IDLE_ROUNDS"); do
+    for member in $(members "$group"); do
+      if [[ $member == direct ]]; then
+        [[ $fig == idle_http ]] && idle_once "$fig" direct http direct "$count"
+        continue
+      fi
+      idle_once "$fig" "$member" "$group" "$via" "$count"
+    done
+  done
+}
+
 run_idle() {
-  local member
-  log "idle keep-alive connections ($IDLE_CONNS)"
-  for member in $(members http); do
-    if [[ $member == direct ]]; then
-      idle_once idle_http direct http direct "$IDLE_CONNS"
-    else
-      idle_once idle_http "$member" http http "$IDLE_CONNS"
-    fi
-  done
-  log "idle CONNECT tunnels ($IDLE_TUNNELS)"
-  for member in $(members connect); do
-    [[ $member == direct ]] && continue
-    idle_once idle_connect "$member" connect connect "$IDLE_TUNNELS"
-  done
-  log "idle SOCKS5 tunnels ($IDLE_TUNNELS)"
-  for member in $(members socks); do
-    [[ $member == direct ]] && continue
-    idle_once idle_socks "$member" socks socks5 "$IDLE_TUNNELS"
-  done
+  idle_figure idle_http http http "$IDLE_CONNS"
+  idle_figure idle_connect connect connect "$IDLE_TUNNELS"
+  idle_figure idle_socks socks socks5 "$IDLE_TUNNELS"
 }
 
 # ---------------------------------------------------------------- the table
@@ -611,6 +628,7 @@ row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
 # One table row per member of a figure.
 figure_rows() {
   local fig=$1 label=$2 kind=$3 group=$4 member value direct shown vs errors
+  [[ $fig == peak_rss ]] || selected "${fig#cpu_}" || return 0
   direct=${M["$fig|direct|value"]:-}
   local members_kind=""
   [[ $kind == mbps || $fig == cpu_http_1m ]] && members_kind=mbps
