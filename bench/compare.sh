@@ -35,6 +35,8 @@
 #   PACER_LOG_FILE=/dev/null  where pacer's log goes (a file grows by GBs at info)
 #   PACER_BASE_BIN= a second pacer binary measured beside the first, as
 #                   `pacer-base` (a before/after pair in one run)
+#   PACER_BASE_LOG= RUST_LOG for pacer-base (default: PACER_LOG; `warn`
+#                   beside the same binary measures what the access log costs)
 #   PACER_BASE_SERVER=  extra [server] lines for pacer-base only (e.g.
 #                   "splice_pipes = 0": the same binary without splice)
 #   CARGO=cargo     CARGO_JOBS=     (e.g. 1 on a shared machine)
@@ -62,6 +64,7 @@ PACER_LOG=${PACER_LOG:-info}
 PACER_LOG_FILE=${PACER_LOG_FILE:-/dev/null}
 PACER_BASE_BIN=${PACER_BASE_BIN:-}
 PACER_BASE_SERVER=${PACER_BASE_SERVER:-}
+PACER_BASE_LOG=${PACER_BASE_LOG:-$PACER_LOG}
 CARGO=${CARGO:-cargo}
 CARGO_JOBS=${CARGO_JOBS:-}
 PACER_BIN=${PACER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/pacer}
@@ -302,7 +305,7 @@ start() {
     direct) nginx -e "$RUN/nginx-error.log" -p "$RUN" -c "$RUN/nginx.conf" 2>>"$RUN/nginx.out" & ;;
     pacer) RUST_LOG=$PACER_LOG "$PACER_BIN" --config "$RUN/pacer.toml" 2>>"$PACER_LOG_FILE" & ;;
     pacer-base)
-      RUST_LOG=$PACER_LOG "$PACER_BASE_BIN" --config "$RUN/pacer-base.toml" 2>>"$PACER_LOG_FILE" & ;;
+      RUST_LOG=$PACER_BASE_LOG "$PACER_BASE_BIN" --config "$RUN/pacer-base.toml" 2>>"$PACER_LOG_FILE" & ;;
     g3proxy) "$G3PROXY" -c "$RUN/g3proxy.yaml" -C "$RUN" >>"$RUN/g3proxy.out" 2>&1 & ;;
     haproxy) haproxy -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.out" 2>&1 & ;;
     squid) squid -N -f "$RUN/squid.conf" >>"$RUN/squid.out" 2>&1 & ;;
