@@ -224,7 +224,7 @@ mod tests {
         let (mut writer, guard) = queued(out, QUEUE_LINES, rest);
         writer.write_all(b"first\n").expect("queued");
         resting
-            .recv()
+            .recv_timeout(WITHIN)
             .expect("the writer rests after its first batch");
         assert_eq!(
             writes.lock().expect("lock").concat(),
@@ -238,7 +238,7 @@ mod tests {
         }
         go_on.send(()).expect("let the writer go on");
         resting
-            .recv()
+            .recv_timeout(WITHIN)
             .expect("the writer rests after its second batch");
         let batches = writes.lock().expect("lock").clone();
         assert_eq!(batches.len(), 2, "one write for the lines sent meanwhile");
