@@ -7,24 +7,43 @@
 #   DURATION=3 ROUNDS=1 sudo bench/compare.sh   # smoke run
 #
 # It installs what is missing (nginx, squid, tinyproxy, privoxy,
-# dante-server, microsocks, jq) with apt-get, without letting apt start
-# their services; builds pacer and the load generator in release; starts an
-# nginx origin (/small ~100 B, /1m 1 MiB) and every proxy on loopback with
-# the minimal configs in bench/peers/ on fixed high ports; then measures
-# each figure for each proxy, round-robin over the proxies, ROUNDS times,
-# and prints one markdown table of medians with a ratio against the origin
-# reached directly (the ceiling). On exit it stops only the processes it
-# started (their PIDs and their children), never anything else.
+# dante-server, microsocks, haproxy, jq) with apt-get, without letting apt
+# start their services; builds pacer and the load generator in release;
+# starts an nginx origin (/small ~100 B, /1m 1 MiB) and every proxy on
+# loopback with the minimal configs in bench/peers/ on fixed high ports;
+# then measures each figure for each proxy, round-robin over the proxies,
+# ROUNDS times, and prints one markdown table of medians with a ratio
+# against the origin reached directly (the ceiling), then the summary of
+# issue 16 (pacer beside g3proxy and direct). g3proxy (built from its
+# source, see BENCHMARKS.md) joins when G3PROXY names its binary; HAProxy
+# in TCP mode, copying and splicing, is the reference relay in the 1 MiB
+# figures. On exit it stops only the processes it started (their PIDs and
+# their children), never anything else.
 #
 # Settings (environment):
 #   DURATION=10     measured seconds per run        WARMUP=1   unmeasured seconds before
-#   ROUNDS=3        rounds per figure (median)      BULK_CONNS=1  connections for 1 MiB figures
+#   ROUNDS=3        rounds per figure (median)      BULK_CONNS=8  connections for 1 MiB figures
 #   IDLE_CONNS=10000  idle keep-alive connections   IDLE_HOLD=30  seconds the idle hold may last
-#   PROXIES="pacer squid tinyproxy privoxy dante microsocks"  (a subset is fine)
-#   PACER_LOG=warn  RUST_LOG for pacer (info turns the access log on)
+#   IDLE_SETTLE=5   seconds of idleness before the idle memory is read
+#   IDLE_ROUNDS=1   rounds of each idle-memory figure (median)
+#   ONLY=           figure ids to measure, e.g. "http_1m idle_http" (default:
+#                   all; the ids are the first field of FIGURES, plus
+#                   idle_http, idle_connect and idle_socks)
+#   PROXIES="pacer squid tinyproxy privoxy dante microsocks g3proxy haproxy"  (a subset is fine)
+#   G3PROXY=        the g3proxy binary (without it g3proxy is left out)
+#   PACER_LOG=info  RUST_LOG for pacer (info: the access log on, as shipped; warn: off)
+#   PACER_LOG_FILE=/dev/null  where pacer's log goes (a file grows by GBs at info)
+#   PACER_BASE_BIN= a second pacer binary measured beside the first, as
+#                   `pacer-base` (a before/after pair in one run)
+#   PACER_BASE_LOG= RUST_LOG for pacer-base (default: PACER_LOG; `warn`
+#                   beside the same binary measures what the access log costs)
+#   PACER_BASE_SERVER=  extra [server] lines for pacer-base only (e.g.
+#                   "splice_pipes = 0": the same binary without splice)
 #   CARGO=cargo     CARGO_JOBS=     (e.g. 1 on a shared machine)
 #   PACER_BIN=      the pacer binary to measure (default: the one built
 #                   here; point it at another build to compare two commits)
+#   LOADGEN=        a built load generator; with it nothing is built (give
+#                   PACER_BIN too)
 #   OUT=            results folder (default: a new /tmp/pacer-bench.XXXXXX)
 set -euo pipefail
 
@@ -33,14 +52,22 @@ PEERS_DIR=$ROOT/bench/peers
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
-BULK_CONNS=${BULK_CONNS:-1}
+BULK_CONNS=${BULK_CONNS:-8}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_HOLD=${IDLE_HOLD:-30}
-PROXIES=${PROXIES:-"pacer squid tinyproxy privoxy dante microsocks"}
-PACER_LOG=${PACER_LOG:-warn}
+IDLE_SETTLE=${IDLE_SETTLE:-5}
+IDLE_ROUNDS=${IDLE_ROUNDS:-1}
+ONLY=${ONLY:-}
+PROXIES=${PROXIES:-"pacer squid tinyproxy privoxy dante microsocks g3proxy haproxy"}
+G3PROXY=${G3PROXY:-}
+PACER_LOG=${PACER_LOG:-info}
+PACER_LOG_FILE=${PACER_LOG_FILE:-/dev/null}
+PACER_BASE_BIN=${PACER_BASE_BIN:-}
+PACER_BASE_SERVER=${PACER_BASE_SERVER:-}
+PACER_BASE_LOG=${PACER_BASE_LOG:-$PACER_LOG}
 CARGO=${CARGO:-cargo}
 CARGO_JOBS=${CARGO_JOBS:-}
-PACER_BIN=${PACER_BIN:-$ROOT/target/release/pacer}
+PACER_BIN=${PACER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/pacer}
 OUT=${OUT:-$(mktemp -d /tmp/pacer-bench.XXXXXX)}
 RUN=$OUT/run
 RESULTS=$OUT/results.tsv
@@ -56,13 +83,22 @@ TINYPROXY_PORT=18888
 PRIVOXY_PORT=18118
 DANTE_PORT=18180
 MICROSOCKS_PORT=18181
+G3_HTTP_PORT=18380
+G3_SOCKS_PORT=18381
+HAPROXY_PORT=18190
+HAPROXY_SPLICE_PORT=18191
+PACER_BASE_HTTP_PORT=18082
+PACER_BASE_SOCKS_PORT=18083
+PACER_BASE_ADMIN_PORT=18093
 
-HTTP_PEERS="squid tinyproxy privoxy"
-SOCKS_PEERS="dante microsocks"
+HTTP_PEERS="squid tinyproxy privoxy g3proxy"
+SOCKS_PEERS="dante microsocks g3proxy"
+# Plain port forwards to the origin: the reference in the 1 MiB figures.
+RELAYS="haproxy haproxy-splice"
 
 declare -A PID=()          # name -> PID of a server this script started
 declare -A LIVE=()         # every PID this script started and has not reaped
-LOADGEN=""
+LOADGEN=${LOADGEN:-}
 NOFILE=0
 IDLE_TUNNELS=0
 
@@ -132,7 +168,7 @@ require_root_debian() {
 
 install_missing() {
   local want=() pkg
-  for pkg in nginx squid tinyproxy privoxy dante-server microsocks jq openssl procps; do
+  for pkg in nginx squid tinyproxy privoxy dante-server microsocks haproxy jq openssl procps; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || want+=("$pkg")
   done
   ((${#want[@]})) || return 0
@@ -149,6 +185,11 @@ install_missing() {
 }
 
 build() {
+  if [[ -n $LOADGEN ]]; then
+    # Both given: nothing to build.
+    [[ -x $LOADGEN && -x $PACER_BIN ]] || die "LOADGEN or PACER_BIN is not an executable"
+    return 0
+  fi
   local jobs=()
   [[ -n $CARGO_JOBS ]] && jobs=(-j "$CARGO_JOBS")
   log "building pacer and the load generator (release)"
@@ -175,12 +216,16 @@ raise_fd_limit() {
   log "open files limit $NOFILE: $IDLE_CONNS idle connections, $IDLE_TUNNELS idle tunnels"
 }
 
-# Fills @NAME@ placeholders of a template into the run folder.
+# Fills @NAME@ placeholders of a template into the run folder; the
+# HTTP/SOCKS5/admin ports are pacer's unless given.
 fill() {
   local template=$1 out=$2 port=${3:-0}
+  local http=${4:-$PACER_HTTP_PORT} socks=${5:-$PACER_SOCKS_PORT} admin=${6:-$PACER_ADMIN_PORT}
   sed -e "s|@RUN@|$RUN|g" -e "s|@PORT@|$port|g" -e "s|@NOFILE@|$NOFILE|g" \
-      -e "s|@HTTP_PORT@|$PACER_HTTP_PORT|g" -e "s|@SOCKS_PORT@|$PACER_SOCKS_PORT|g" \
-      -e "s|@ADMIN_PORT@|$PACER_ADMIN_PORT|g" "$PEERS_DIR/$template" >"$out"
+      -e "s|@HTTP_PORT@|$http|g" -e "s|@SOCKS_PORT@|$socks|g" \
+      -e "s|@ADMIN_PORT@|$admin|g" -e "s|@THREADS@|$(nproc)|g" \
+      -e "s|@SPLICE_PORT@|$HAPROXY_SPLICE_PORT|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
+      "$PEERS_DIR/$template" >"$out"
 }
 
 prepare_run_folder() {
@@ -190,6 +235,15 @@ prepare_run_folder() {
   chmod 644 "$RUN/1m.bin"
   fill nginx.conf "$RUN/nginx.conf" "$ORIGIN_PORT"
   fill pacer.toml "$RUN/pacer.toml"
+  fill pacer.toml "$RUN/pacer-base.toml" 0 "$PACER_BASE_HTTP_PORT" "$PACER_BASE_SOCKS_PORT" \
+    "$PACER_BASE_ADMIN_PORT"
+  if [[ -n $PACER_BASE_SERVER ]]; then
+    awk -v extra="$PACER_BASE_SERVER" '{ print } /^\[server\]$/ { print extra }' \
+      "$RUN/pacer-base.toml" >"$RUN/pacer-base.toml.new"
+    mv "$RUN/pacer-base.toml.new" "$RUN/pacer-base.toml"
+  fi
+  fill g3proxy.yaml "$RUN/g3proxy.yaml" 0 "$G3_HTTP_PORT" "$G3_SOCKS_PORT"
+  fill haproxy.cfg "$RUN/haproxy.cfg" "$HAPROXY_PORT"
   fill squid.conf "$RUN/squid.conf" "$SQUID_PORT"
   fill tinyproxy.conf "$RUN/tinyproxy.conf" "$TINYPROXY_PORT"
   fill privoxy.config "$RUN/privoxy.config" "$PRIVOXY_PORT"
@@ -209,12 +263,25 @@ port_of() {
   case $1 in
     direct) echo "$ORIGIN_PORT" ;;
     pacer) echo "$PACER_HTTP_PORT" ;;
-    pacer-socks) echo "$PACER_SOCKS_PORT" ;;
+    pacer-base) echo "$PACER_BASE_HTTP_PORT" ;;
+    g3proxy) echo "$G3_HTTP_PORT" ;;
+    haproxy) echo "$HAPROXY_PORT" ;;
+    haproxy-splice) echo "$HAPROXY_SPLICE_PORT" ;;
     squid) echo "$SQUID_PORT" ;;
     tinyproxy) echo "$TINYPROXY_PORT" ;;
     privoxy) echo "$PRIVOXY_PORT" ;;
     dante) echo "$DANTE_PORT" ;;
     microsocks) echo "$MICROSOCKS_PORT" ;;
+  esac
+}
+
+# The SOCKS5 port of a member that serves both doors.
+socks_port_of() {
+  case $1 in
+    pacer) echo "$PACER_SOCKS_PORT" ;;
+    pacer-base) echo "$PACER_BASE_SOCKS_PORT" ;;
+    g3proxy) echo "$G3_SOCKS_PORT" ;;
+    *) port_of "$1" ;;
   esac
 }
 
@@ -236,7 +303,11 @@ start() {
   port_busy "$port" && die "port $port for $name is already in use"
   case $name in
     direct) nginx -e "$RUN/nginx-error.log" -p "$RUN" -c "$RUN/nginx.conf" 2>>"$RUN/nginx.out" & ;;
-    pacer) RUST_LOG=$PACER_LOG "$PACER_BIN" --config "$RUN/pacer.toml" 2>>"$RUN/pacer.log" & ;;
+    pacer) RUST_LOG=$PACER_LOG "$PACER_BIN" --config "$RUN/pacer.toml" 2>>"$PACER_LOG_FILE" & ;;
+    pacer-base)
+      RUST_LOG=$PACER_BASE_LOG "$PACER_BASE_BIN" --config "$RUN/pacer-base.toml" 2>>"$PACER_LOG_FILE" & ;;
+    g3proxy) "$G3PROXY" -c "$RUN/g3proxy.yaml" -C "$RUN" >>"$RUN/g3proxy.out" 2>&1 & ;;
+    haproxy) haproxy -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.out" 2>&1 & ;;
     squid) squid -N -f "$RUN/squid.conf" >>"$RUN/squid.out" 2>&1 & ;;
     tinyproxy) tinyproxy -d -c "$RUN/tinyproxy.conf" >>"$RUN/tinyproxy.out" 2>&1 & ;;
     privoxy) privoxy --no-daemon "$RUN/privoxy.config" >>"$RUN/privoxy.out" 2>&1 & ;;
@@ -247,9 +318,13 @@ start() {
   PID[$name]=$!
   track "$!"
   wait_port "$port" || die "$name did not start listening on $port (logs in $RUN)"
-  if [[ $name == pacer ]]; then
-    wait_port "$PACER_SOCKS_PORT" || die "pacer SOCKS5 did not start"
-  fi
+  case $name in
+    pacer | pacer-base | g3proxy)
+      wait_port "$(socks_port_of "$name")" || die "$name SOCKS5 did not start" ;;
+    haproxy)
+      wait_port "$HAPROXY_SPLICE_PORT" || die "haproxy's splice port did not open"
+      PID[haproxy-splice]=${PID[haproxy]} ;;
+  esac
 }
 
 stop() {
@@ -258,6 +333,8 @@ stop() {
   stop_pids "${PID[$name]}"
   reap "${PID[$name]}"
   unset "PID[$name]"
+  [[ $name == haproxy ]] && unset "PID[haproxy-splice]"
+  return 0
 }
 
 # ---------------------------------------------------------------- /proc readings
@@ -295,6 +372,7 @@ FIGURES=(
   "connect_c256|CONNECT tunnels/s, 256 conns|rps|connect|256|/small|"
   "socks_c64|SOCKS5 tunnels/s, 64 conns (1 request each)|rps|socks|64|/small|"
   "socks_c256|SOCKS5 tunnels/s, 256 conns|rps|socks|256|/small|"
+  "socks_kept_c64|SOCKS5 req/s over kept tunnels, 64 conns|rps|socks_kept|64|/small|"
   "http_lat1|HTTP latency p50/p99/p99.9 us, 1 conn|lat|http|1|/small|"
   "http_lat10|HTTP latency p50/p99/p99.9 us, 10 conns|lat|http|10|/small|"
   "socks_lat1|SOCKS5 tunnel latency p50/p99/p99.9 us, 1 conn|lat|socks|1|/small|"
@@ -306,28 +384,56 @@ FIGURES=(
   "socks_1m_kept|SOCKS5 1 MiB transfer MB/s, BULK conn(s), one tunnel kept|mbps|socks_kept|BULK|/1m|--bulk"
 )
 # Figures whose runs also give the proxy's CPU per request.
-CPU_FIGURES="http_c64 socks_c64"
+CPU_FIGURES="http_c64 socks_c64 socks_kept_c64 http_1m connect_1m_kept socks_1m_kept"
 
-want() { [[ " $PROXIES " == *" $1 "* ]]; }
+# Whether a server is part of this run (g3proxy only with its binary, the
+# second pacer only with PACER_BASE_BIN, haproxy-splice with haproxy).
+# Whether a figure is measured in this run (ONLY, when given, lists them).
+selected() { [[ -z $ONLY || " $ONLY " == *" $1 "* ]]; }
 
-# The proxies (and the direct ceiling) a door group is measured on.
+want() {
+  case $1 in
+    g3proxy) [[ -n $G3PROXY && " $PROXIES " == *" g3proxy "* ]] ;;
+    pacer-base) [[ -n $PACER_BASE_BIN ]] ;;
+    haproxy-splice) want haproxy ;;
+    *) [[ " $PROXIES " == *" $1 "* ]] ;;
+  esac
+}
+
+# Every server to start besides the origin, each once.
+servers() {
+  local list="" p
+  for p in pacer pacer-base squid tinyproxy privoxy dante microsocks g3proxy haproxy; do
+    want "$p" && list+=" $p"
+  done
+  echo "$list"
+}
+
+# The proxies (and the direct ceiling) a door group is measured on; the
+# relays join the keep-alive 1 MiB figure (group http, kind mbps).
 members() {
-  local group=$1 list="direct" p
+  local group=$1 kind=${2:-} list="direct" p
   want pacer && list+=" pacer"
+  want pacer-base && list+=" pacer-base"
   case $group in
     http | connect*) for p in $HTTP_PEERS; do want "$p" && list+=" $p"; done ;;
     socks*) for p in $SOCKS_PEERS; do want "$p" && list+=" $p"; done ;;
-    all) for p in $HTTP_PEERS $SOCKS_PEERS; do want "$p" && list+=" $p"; done ;;
+    all) for p in $HTTP_PEERS $SOCKS_PEERS; do want "$p" && [[ " $list " != *" $p "* ]] && list+=" $p"; done ;;
   esac
+  if [[ $group == http && $kind == mbps ]]; then
+    for p in $RELAYS; do want "$p" && list+=" $p"; done
+  fi
   echo "$list"
 }
+
+is_relay() { [[ " $RELAYS " == *" $1 "* ]]; }
 
 # Load generator arguments for one member of a door group. The direct
 # ceiling opens a new connection per request where the proxies open a new
 # tunnel per request, and keeps its connection where they keep theirs.
 door_args() {
   local group=$1 member=$2
-  if [[ $member == direct ]]; then
+  if [[ $member == direct ]] || is_relay "$member"; then
     case $group in
       http | *_kept) echo "direct" ;;
       *) echo "direct --fresh" ;;
@@ -341,8 +447,7 @@ door_args() {
     connect) echo "connect --proxy 127.0.0.1:$(port_of "$member") $auth" ;;
     connect_kept) echo "connect --keep-tunnel --proxy 127.0.0.1:$(port_of "$member") $auth" ;;
     socks*)
-      port=$(port_of "$member")
-      [[ $member == pacer ]] && port=$PACER_SOCKS_PORT
+      port=$(socks_port_of "$member")
       local keep=""
       [[ $group == socks_kept ]] && keep="--keep-tunnel"
       echo "socks5 $keep --proxy 127.0.0.1:$port $auth" ;;
@@ -357,9 +462,12 @@ run_once() {
   local pid out t0 t1 lg
   pid=${PID[$member]}
   out=$OUT/last.json
+  # A relay forwards to the origin: the load generator fetches from it.
+  local target_port=$ORIGIN_PORT
+  is_relay "$member" && target_port=$(port_of "$member")
   # shellcheck disable=SC2046,SC2086
   timeout $((DURATION + WARMUP + 60)) "$LOADGEN" $(door_args "$group" "$member") $extra \
-    --target "http://127.0.0.1:$ORIGIN_PORT$path" -c "$conns" \
+    --target "http://127.0.0.1:$target_port$path" -c "$conns" \
     --warmup "${WARMUP}s" --duration "${DURATION}s" --json >"$out" 2>>"$OUT/loadgen.err" &
   lg=$!
   track "$lg"
@@ -398,9 +506,10 @@ run_figures() {
   local spec fig label kind group conns path extra round
   for spec in "${FIGURES[@]}"; do
     IFS='|' read -r fig label kind group conns path extra <<<"$spec"
+    selected "$fig" || continue
     [[ $conns == BULK ]] && conns=$BULK_CONNS
     # shellcheck disable=SC2207
-    local list=($(members "$group")) n i
+    local list=($(members "$group" "$kind")) n i
     n=${#list[@]}
     for round in $(seq "$ROUNDS"); do
       log "$label: round $round/$ROUNDS"
@@ -413,7 +522,7 @@ run_figures() {
 
 record_peak_rss() {
   local name
-  for name in direct $PROXIES; do
+  for name in direct $(servers); do
     [[ -n ${PID[$name]:-} ]] || continue
     record peak_rss "$name" value "$(awk -v k="$(mem_kib "${PID[$name]}" VmHWM)" 'BEGIN { printf "%.1f", k / 1024 }')"
   done
@@ -430,14 +539,14 @@ idle_once() {
   # shellcheck disable=SC2046
   "$LOADGEN" $(door_args "$group" "$member") --target "http://127.0.0.1:$ORIGIN_PORT/small" \
     -c 16 --warmup 0s --duration 1s --json >/dev/null 2>>"$OUT/loadgen.err" || true
-  sleep 1
+  sleep "$IDLE_SETTLE"
   pid=${PID[$member]}
   base=$(mem_kib "$pid" VmRSS)
   local proxy_args=""
   if [[ $member != direct ]]; then
     local port
     port=$(port_of "$member")
-    [[ $via == socks5 && $member == pacer ]] && port=$PACER_SOCKS_PORT
+    [[ $via == socks5 ]] && port=$(socks_port_of "$member")
     proxy_args="--proxy 127.0.0.1:$port"
     [[ $member != privoxy && $member != dante ]] && proxy_args+=" --auth $AUTH"
   fi
@@ -452,7 +561,7 @@ idle_once() {
     [[ -d /proc/$lg ]] || break
     sleep 0.1
   done
-  sleep 1
+  sleep "$IDLE_SETTLE"
   now=$(mem_kib "$pid" VmRSS)
   local line errors
   line=$(grep '"event":"ready"' "$ready" || true)
@@ -469,26 +578,26 @@ idle_once() {
   log "  $member idle via $via: $open open, RSS $base -> $now KiB"
 }
 
+# One idle-memory figure, IDLE_ROUNDS times over its members.
+idle_figure() {
+  local fig=$1 group=$2 via=$3 count=$4 round member
+  selected "$fig" || return 0
+  log "$fig: $count idle connections or tunnels"
+  for round in $(seq "$IDLE_ROUNDS"); do
+    for member in $(members "$group"); do
+      if [[ $member == direct ]]; then
+        [[ $fig == idle_http ]] && idle_once "$fig" direct http direct "$count"
+        continue
+      fi
+      idle_once "$fig" "$member" "$group" "$via" "$count"
+    done
+  done
+}
+
 run_idle() {
-  local member
-  log "idle keep-alive connections ($IDLE_CONNS)"
-  for member in $(members http); do
-    if [[ $member == direct ]]; then
-      idle_once idle_http direct http direct "$IDLE_CONNS"
-    else
-      idle_once idle_http "$member" http http "$IDLE_CONNS"
-    fi
-  done
-  log "idle CONNECT tunnels ($IDLE_TUNNELS)"
-  for member in $(members connect); do
-    [[ $member == direct ]] && continue
-    idle_once idle_connect "$member" connect connect "$IDLE_TUNNELS"
-  done
-  log "idle SOCKS5 tunnels ($IDLE_TUNNELS)"
-  for member in $(members socks); do
-    [[ $member == direct ]] && continue
-    idle_once idle_socks "$member" socks socks5 "$IDLE_TUNNELS"
-  done
+  idle_figure idle_http http http "$IDLE_CONNS"
+  idle_figure idle_connect connect connect "$IDLE_TUNNELS"
+  idle_figure idle_socks socks socks5 "$IDLE_TUNNELS"
 }
 
 # ---------------------------------------------------------------- the table
@@ -522,14 +631,19 @@ row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
 # One table row per member of a figure.
 figure_rows() {
   local fig=$1 label=$2 kind=$3 group=$4 member value direct shown vs errors
+  [[ $fig == peak_rss ]] || selected "${fig#cpu_}" || return 0
   direct=${M["$fig|direct|value"]:-}
-  for member in $(members "$group"); do
+  local members_kind=""
+  [[ $kind == mbps || $fig == cpu_http_1m ]] && members_kind=mbps
+  for member in $(members "$group" "$members_kind"); do
     [[ $kind == idle && $member == direct && $fig != idle_http ]] && continue
     value=${M["$fig|$member|value"]:-}
     errors=${M["$fig|$member|errors"]:-0}
     errors=$(fmt "$errors" 0)
     local name=$member
     [[ $member == direct ]] && name="direct (nginx)"
+    [[ $member == haproxy ]] && name="haproxy (TCP, copy)"
+    [[ $member == haproxy-splice ]] && name="haproxy (TCP, splice)"
     if [[ -z $value && $kind == idle && ${M["$fig|$member|open"]:-} == 0 ]]; then
       row "$label" "$name" "none held open (the peer closes them)" "-" "$errors"
       continue
@@ -565,6 +679,10 @@ print_table() {
   done
   figure_rows cpu_http_c64 "CPU us per request, HTTP 64 conns (proxy process)" cpu http
   figure_rows cpu_socks_c64 "CPU us per tunnel, SOCKS5 64 conns (proxy process)" cpu socks
+  figure_rows cpu_socks_kept_c64 "CPU us per request, SOCKS5 kept tunnels 64 conns (proxy process)" cpu socks
+  figure_rows cpu_http_1m "CPU us per 1 MiB, HTTP keep-alive (proxy process)" cpu http
+  figure_rows cpu_connect_1m_kept "CPU us per 1 MiB, CONNECT kept tunnels (proxy process)" cpu connect
+  figure_rows cpu_socks_1m_kept "CPU us per 1 MiB, SOCKS5 kept tunnels (proxy process)" cpu socks
   figure_rows peak_rss "peak RSS MiB after the load figures (VmHWM)" mem all
   figure_rows idle_http "RSS KiB per idle keep-alive client connection" idle http
   figure_rows idle_connect "RSS KiB per idle CONNECT tunnel" idle connect
@@ -595,26 +713,88 @@ check_line() {
   echo "- $what: $(fmt "$got" 2) (target $op $limit): $ok"
 }
 
+# The peer pacer's targets are set against: g3proxy when it ran, else the
+# best of `peers` (lowest when `lower`).
+reference() {
+  local fig=$1 peers=$2 lower=${3:-0}
+  if want g3proxy; then
+    echo "${M["$fig|g3proxy|value"]:-}"
+  else
+    best_peer "$fig" "$peers" "$lower"
+  fi
+}
+
+quotient() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) print a / b }'; }
+
 print_targets() {
   want pacer || return 0
-  local p b d
+  local peer=g3proxy
+  want g3proxy || peer="the best peer"
   echo
-  echo "Targets (pacer, medians above):"
-  p=${M["http_c64|pacer|value"]:-}; b=$(best_peer http_c64 "$HTTP_PEERS")
-  check_line "HTTP 64 conns vs best HTTP peer" "$([[ -n $p && -n $b ]] && awk -v a="$p" -v b="$b" 'BEGIN { print a / b }')" ">=" 1.3
-  p=${M["cpu_http_c64|pacer|value"]:-}; b=$(best_peer cpu_http_c64 "$HTTP_PEERS" 1)
-  check_line "CPU per HTTP request vs best HTTP peer" "$([[ -n $p && -n $b ]] && awk -v a="$p" -v b="$b" 'BEGIN { print a / b }')" "<=" 0.6
-  p=${M["connect_1m|pacer|value"]:-}; d=${M["connect_1m|direct|value"]:-}
-  check_line "CONNECT 1 MiB transfer vs direct, new tunnel per transfer" "$([[ -n $p && -n $d ]] && awk -v a="$p" -v b="$d" 'BEGIN { print a / b }')" ">=" 0.97
-  p=${M["connect_1m_kept|pacer|value"]:-}; d=${M["connect_1m_kept|direct|value"]:-}
-  check_line "CONNECT 1 MiB transfer vs direct, one tunnel kept" "$([[ -n $p && -n $d ]] && awk -v a="$p" -v b="$d" 'BEGIN { print a / b }')" ">=" 0.97
-  p=${M["socks_c64|pacer|value"]:-}; b=$(best_peer socks_c64 "$SOCKS_PEERS")
-  check_line "SOCKS5 64 conns vs best SOCKS5 peer" "$([[ -n $p && -n $b ]] && awk -v a="$p" -v b="$b" 'BEGIN { print a / b }')" ">=" 1.2
-  p=${M["http_lat1|pacer|value"]:-}; d=${M["http_lat1|direct|value"]:-}
-  check_line "added p50 latency at 1 conn, us" "$([[ -n $p && -n $d ]] && awk -v a="$p" -v b="$d" 'BEGIN { print a - b }')" "<" 50
+  echo "Targets (pacer, medians above; peer: $peer):"
+  check_line "HTTP req/s at 64 conns vs $peer" \
+    "$(quotient "${M["http_c64|pacer|value"]:-}" "$(reference http_c64 "$HTTP_PEERS")")" ">=" 1.3
+  check_line "CPU per HTTP request vs $peer" \
+    "$(quotient "${M["cpu_http_c64|pacer|value"]:-}" "$(reference cpu_http_c64 "$HTTP_PEERS" 1)")" "<=" 0.6
+  check_line "SOCKS5 req/s over kept tunnels at 64 conns vs $peer" \
+    "$(quotient "${M["socks_kept_c64|pacer|value"]:-}" "$(reference socks_kept_c64 "$SOCKS_PEERS")")" ">=" 1.2
+  check_line "SOCKS5 1 MiB over kept tunnels (c$BULK_CONNS) vs direct" \
+    "$(quotient "${M["socks_1m_kept|pacer|value"]:-}" "${M["socks_1m_kept|direct|value"]:-}")" ">=" 0.65
+  check_line "HTTP 1 MiB GET (c$BULK_CONNS) vs direct" \
+    "$(quotient "${M["http_1m|pacer|value"]:-}" "${M["http_1m|direct|value"]:-}")" ">=" 0.6
   check_line "KiB per idle keep-alive connection" "${M["idle_http|pacer|value"]:-}" "<=" 12
-  check_line "KiB per idle CONNECT tunnel" "${M["idle_connect|pacer|value"]:-}" "<=" 16
-  check_line "KiB per idle SOCKS5 tunnel" "${M["idle_socks|pacer|value"]:-}" "<=" 16
+  check_line "KiB per idle SOCKS5 tunnel" "${M["idle_socks|pacer|value"]:-}" "<=" 12
+}
+
+# One row of the summary: a figure for pacer, g3proxy and direct, each
+# shown with `how` (value, ratio to g3proxy, ratio to direct).
+summary_cell() {
+  local fig=$1 member=$2 how=$3 digits=$4 v ref
+  v=${M["$fig|$member|value"]:-}
+  [[ -n $v ]] || { echo "-"; return; }
+  case $how in
+    value) fmt "$v" "$digits" ;;
+    vs_g3)
+      ref=${M["$fig|g3proxy|value"]:-}
+      if [[ $member == pacer && -n $ref ]]; then
+        echo "$(fmt "$v" "$digits") ($(ratio "$v" "$ref") g3)"
+      else
+        fmt "$v" "$digits"
+      fi ;;
+    vs_direct) ratio "$v" "${M["$fig|direct|value"]:-0}" ;;
+  esac
+}
+
+summary_row() {
+  local label=$1 fig=$2 how=$3 digits=$4 direct
+  direct=$(summary_cell "$fig" direct "$how" "$digits")
+  [[ $fig == cpu_* || $fig == idle_* ]] && direct="-"
+  printf '| %s | %s | %s | %s |\n' "$label" "$(summary_cell "$fig" pacer "$how" "$digits")" \
+    "$(summary_cell "$fig" g3proxy "$how" "$digits")" "$direct"
+}
+
+# The figures of issue 16, in its table's shape.
+print_summary() {
+  want pacer || return 0
+  echo
+  echo "| figure (same run, medians) | pacer | g3proxy | direct |"
+  echo "|---|---|---|---|"
+  summary_row "plain HTTP req/s, 64 conns" http_c64 vs_g3 0
+  summary_row "proxy CPU µs per plain HTTP request" cpu_http_c64 vs_g3 1
+  summary_row "SOCKS5 req/s over kept tunnels, 64 conns" socks_kept_c64 vs_g3 0
+  summary_row "proxy CPU µs per SOCKS5 request (kept tunnels)" cpu_socks_kept_c64 vs_g3 1
+  summary_row "SOCKS5 1 MiB transfers, kept tunnels (c$BULK_CONNS)" socks_1m_kept vs_direct 2
+  summary_row "CONNECT 1 MiB transfers, kept tunnels (c$BULK_CONNS)" connect_1m_kept vs_direct 2
+  summary_row "plain HTTP 1 MiB GET (c$BULK_CONNS)" http_1m vs_direct 2
+  summary_row "proxy CPU µs per 1 MiB, SOCKS5 kept tunnels" cpu_socks_1m_kept vs_g3 0
+  summary_row "proxy CPU µs per 1 MiB, plain HTTP" cpu_http_1m vs_g3 0
+  summary_row "idle keep-alive HTTP connection, KiB" idle_http value 1
+  summary_row "idle SOCKS5 tunnel (after one GET, ${IDLE_SETTLE} s idle), KiB" idle_socks value 1
+  if want haproxy; then
+    printf '| HAProxy TCP forward, 1 MiB keep-alive (c%s): copy / splice | %s / %s | - | 1.00x |\n' \
+      "$BULK_CONNS" "$(summary_cell http_1m haproxy vs_direct 2)" \
+      "$(summary_cell http_1m haproxy-splice vs_direct 2)"
+  fi
 }
 
 # ---------------------------------------------------------------- main
@@ -630,7 +810,7 @@ main() {
   log "results in $OUT; $ROUNDS round(s) of ${DURATION}s (+${WARMUP}s warmup) per figure"
   start direct
   local name
-  for name in $PROXIES; do start "$name"; done
+  for name in $(servers); do start "$name"; done
   run_figures
   record_peak_rss
   run_idle
@@ -638,6 +818,7 @@ main() {
   {
     echo "pacer vs peers, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${DURATION}s x $ROUNDS round(s) per figure, medians"
     print_table
+    print_summary
     print_targets
   } | tee "$OUT/table.md"
 }

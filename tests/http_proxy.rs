@@ -339,6 +339,53 @@ async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     );
 }
 
+/// Every one of many connections idle after one answered GET is closed
+/// by `idle_timeout`, even where `header_read_timeout` is longer (the
+/// first head's deadline must not outlive the head).
+#[tokio::test]
+async fn every_idle_connection_closes_at_idle_timeout_not_the_head_deadline() {
+    let origin = Origin::start().await;
+    let config = base_config("")
+        .replace(
+            "header_read_timeout = \"2s\"",
+            "header_read_timeout = \"30s\"",
+        )
+        .replace("idle_timeout = \"3s\"", "idle_timeout = \"1s\"");
+    let proxy = Proxy::start(&config).await;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\n\r\n",
+        origin.url("/"),
+        basic_auth()
+    );
+    let http = proxy.http;
+    let clients: Vec<_> = (0..40)
+        .map(|_| {
+            let request = request.clone();
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(http).await.expect("connect");
+                stream.write_all(request.as_bytes()).await.expect("write");
+                let mut answer = Vec::new();
+                let closed = tokio::time::timeout(WITHIN, stream.read_to_end(&mut answer)).await;
+                (
+                    closed.is_ok(),
+                    String::from_utf8_lossy(&answer).into_owned(),
+                )
+            })
+        })
+        .collect();
+    for client in clients {
+        let (closed, text) = client.await.expect("client task");
+        assert!(
+            closed,
+            "an idle keep-alive connection outlived idle_timeout"
+        );
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with("hello"),
+            "{text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn over_max_connections_is_service_unavailable() {
     let origin = Origin::start().await;

@@ -45,6 +45,18 @@ impl ConnActivity {
         }
     }
 
+    /// A connection accepted now whose first head the listener has already
+    /// read whole: only `idle_timeout` bounds it until hyper has parsed
+    /// that head (no head deadline, which would run from the accept and
+    /// hold a connection that idles after its first request for up to
+    /// `header_read_timeout`, however short `idle_timeout` is).
+    pub fn first_head_read() -> Self {
+        ConnActivity {
+            head_started_ms: AtomicU64::new(NO_HEAD),
+            ..Self::new()
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -215,6 +227,27 @@ mod tests {
             Duration::from_secs(90),
             "from the last byte"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_first_head_read_by_the_listener_only_idle_timeout_counts() {
+        let short_idle = Timeouts {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(2),
+        };
+        let activity = std::sync::Arc::new(ConnActivity::first_head_read());
+        let start = Instant::now();
+        // The watchdog looks before hyper has parsed the head.
+        let watch = tokio::spawn({
+            let activity = activity.clone();
+            async move { watchdog(&activity, short_idle).await }
+        });
+        tokio::task::yield_now().await;
+        activity.request_started();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        activity.request_finished(false);
+        assert_eq!(watch.await.ok(), Some(Expired::Idle));
+        assert_eq!(start.elapsed(), Duration::from_millis(2100));
     }
 
     #[tokio::test(start_paused = true)]

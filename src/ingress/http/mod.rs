@@ -48,7 +48,7 @@ pub async fn serve_connection(
         let err = ProxyError::Unavailable("pacer is at its connection limit");
         return Box::pin(refuse_raw(&engine, &mut stream, peer, &err)).await;
     }
-    let activity = Arc::new(ConnActivity::new());
+    let activity = Arc::new(ConnActivity::first_head_read());
     let timeouts = Timeouts {
         header_read: engine.settings.header_read_timeout,
         idle: engine.settings.idle_timeout,
