@@ -1,20 +1,24 @@
 //! `fidelity`: does an account's rolling limit hold where the platform
 //! sees it? N accounts on a pace policy `all_per_second = 2`, each sending
-//! K requests at once (10 ms apart, to fix their order, on connections
-//! opened to pacer beforehand) through the `pacer` binary to a loopback
-//! origin that logs each request's arrival (the kernel's receive
-//! timestamp of its head, so that the origin's own accept queue and
-//! scheduling are not counted). The origin runs in a process of its own
-//! (this bench started again with `--origin`).
-//! Reported:
-//! the gap between an account's arrivals k-2 and k at the origin (minimum,
+//! K requests in a burst (on connections opened to pacer beforehand, an
+//! account's sends `--spacing-ms` apart, 100 by default, to fix their
+//! order at pacer) through the `pacer` binary to a loopback origin that
+//! logs each request's arrival (the kernel's receive timestamp of its
+//! head, so that the origin's own accept queue and scheduling are not
+//! counted). The origin runs in a process of its own (this bench started
+//! again with `--origin`). Reported: the gap between an account's arrivals k-2 and k at the origin (minimum,
 //! percentiles, how many under the 1 s window), pacer's own lateness
 //! (`pacer_pace_lateness_seconds`, due time to departure) and FIFO
 //! inversions (an account's request k reaching the origin before its
 //! request k-2, which it can never share a slot with).
 //!
-//! Run with `cargo bench --bench fidelity -- ACCOUNTS...` (e.g. `10 100
-//! 1000`); with no argument it explains itself and measures nothing. It
+//! A spacing shorter than the time pacer takes to read one burst of heads
+//! lets later sends overtake earlier ones on the way in (FIFO is by
+//! arrival at pacer's limiter): the inversions then count that, not the
+//! queue's order.
+//!
+//! Run with `cargo bench --bench fidelity -- [--spacing-ms MS] ACCOUNTS...`
+//! (e.g. `10 100 1000`); with no account count it explains itself and measures nothing. It
 //! only ever uses loopback addresses. See BENCHMARKS.md.
 
 use std::collections::HashMap;
@@ -36,7 +40,7 @@ const PER_ACCOUNT: usize = 6;
 /// N and W of the limit.
 const LIMIT: usize = 2;
 const WINDOW: Duration = Duration::from_secs(1);
-/// Between an account's consecutive sends.
+/// Between an account's consecutive sends, unless `--spacing-ms` says.
 const SPACING: Duration = Duration::from_millis(100);
 
 /// An arrival at the origin: account, sequence, the kernel's receive time
@@ -47,10 +51,17 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("--origin") {
         return serve_origin();
     }
-    let counts: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let mut spacing = SPACING;
+    let mut counts: Vec<usize> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--spacing-ms" {
+            let ms = args.next().and_then(|ms| ms.parse().ok());
+            spacing = Duration::from_millis(ms.expect("--spacing-ms takes milliseconds"));
+        } else if let Ok(count) = arg.parse() {
+            counts.push(count);
+        }
+    }
     if counts.is_empty() {
         println!("fidelity: no account counts given, nothing measured. Usage: cargo bench --bench fidelity -- 10 100 1000");
         return;
@@ -60,11 +71,11 @@ fn main() {
         .build()
         .expect("runtime");
     for accounts in counts {
-        runtime.block_on(run(accounts));
+        runtime.block_on(run(accounts, spacing));
     }
 }
 
-async fn run(accounts: usize) {
+async fn run(accounts: usize, spacing: Duration) {
     let (mut origin_process, origin, arrivals_out) = spawn_origin().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("pacer.toml");
@@ -80,7 +91,7 @@ async fn run(accounts: usize) {
             tasks.push(tokio::spawn(async move {
                 let stream = TcpStream::connect(proxy).await;
                 connected.wait().await;
-                tokio::time::sleep(SPACING * seq as u32).await;
+                tokio::time::sleep(spacing * seq as u32).await;
                 match stream {
                     Ok(stream) => send(stream, origin, account, seq).await,
                     Err(_) => false,
@@ -103,6 +114,7 @@ async fn run(accounts: usize) {
     drop(origin_process.stdin.take());
     let arrivals = read_arrivals(arrivals_out).await;
     let _ = origin_process.wait().await;
+    println!("spacing_ms={}", spacing.as_millis());
     report(accounts, &arrivals, &metrics, failed, warnings);
 }
 
