@@ -19,6 +19,8 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+#[path = "support/accounts.rs"]
+mod accounts;
 #[path = "support/origin.rs"]
 mod origin;
 #[path = "support/pacer.rs"]
@@ -36,17 +38,7 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    if counts.is_empty() {
-        println!("config_load: no account counts given, nothing measured. Usage: cargo bench --bench config_load -- 1000 10000 100000");
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    for accounts in counts {
-        runtime.block_on(run(accounts));
-    }
+    pacer::each_count("config_load", &counts, run);
 }
 
 async fn run(accounts: usize) {
@@ -109,15 +101,10 @@ async fn run(accounts: usize) {
 /// `accounts` accounts on one policy with a rolling limit, a daily cap and
 /// a concurrency limit that the bench's load never reaches.
 fn config_text(accounts: usize) -> String {
-    let mut toml = String::from(
+    accounts::config_with_accounts(
         "[server]\nidle_timeout = \"90s\"\n\n[admin]\naddr = \"127.0.0.1:0\"\napi_keys = [\"bench-key\"]\n\n[[listeners]]\nprotocol = \"http\"\naddr = \"127.0.0.1:0\"\n\n[state]\npath = \"memory\"\n\n[policies.standard_policy]\nmode = \"reject\"\n[policies.standard_policy.limits]\nall_per_minute = 1000000\nall_daily_cap = 1000000000\nconcurrent_limit = 64\n",
-    );
-    for account in 0..accounts {
-        toml.push_str(&format!(
-            "\n[[accounts]]\nid = \"a{account}\"\nsecret = \"s\"\n"
-        ));
-    }
-    toml
+        accounts,
+    )
 }
 
 /// How long `pacer check` takes on `config` (it must pass).

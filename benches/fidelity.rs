@@ -30,6 +30,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdout};
 
+#[path = "support/accounts.rs"]
+mod accounts;
 #[path = "support/origin.rs"]
 mod origin;
 #[path = "support/pacer.rs"]
@@ -62,17 +64,7 @@ fn main() {
             counts.push(count);
         }
     }
-    if counts.is_empty() {
-        println!("fidelity: no account counts given, nothing measured. Usage: cargo bench --bench fidelity -- 10 100 1000");
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    for accounts in counts {
-        runtime.block_on(run(accounts, spacing));
-    }
+    pacer::each_count("fidelity", &counts, |accounts| run(accounts, spacing));
 }
 
 async fn run(accounts: usize, spacing: Duration) {
@@ -183,15 +175,10 @@ async fn send(mut stream: TcpStream, origin: SocketAddr, account: usize, seq: us
 }
 
 fn pacer_config(accounts: usize) -> String {
-    let mut toml = String::from(
+    accounts::config_with_accounts(
         "[server]\nidle_timeout = \"90s\"\nmax_connections = 20000\n\n[admin]\naddr = \"127.0.0.1:0\"\napi_keys = [\"bench-key\"]\npublic_metrics = true\n\n[[listeners]]\nprotocol = \"http\"\naddr = \"127.0.0.1:0\"\n\n[state]\npath = \"memory\"\n\n[policies.standard_policy]\nmode = \"pace\"\nmax_wait = \"60s\"\n[policies.standard_policy.limits]\nall_per_second = 2\n",
-    );
-    for account in 0..accounts {
-        toml.push_str(&format!(
-            "\n[[accounts]]\nid = \"a{account}\"\nsecret = \"s\"\n"
-        ));
-    }
-    toml
+        accounts,
+    )
 }
 
 fn report(accounts: usize, arrivals: &[Arrival], metrics: &str, failed: usize, warnings: usize) {

@@ -41,6 +41,8 @@ use pacer::state::snapshot::Snapshot;
 use pacer::state::store::Stored;
 use tikv_jemallocator::Jemalloc;
 
+#[path = "support/accounts.rs"]
+mod accounts;
 #[path = "support/snapshot.rs"]
 mod support;
 
@@ -255,17 +257,12 @@ fn report_memory() {
 
 /// A config of [`MEMORY_ACCOUNTS`] accounts on one policy with `limit`.
 fn accounts_config(limit: &str) -> String {
-    let mut toml = format!(
+    let head = format!(
         "[[listeners]]\nprotocol = \"http\"\naddr = \"127.0.0.1:0\"\n\n\
          [policies.standard_policy]\nmode = \"reject\"\n\
          [policies.standard_policy.limits]\n{limit}\nall_daily_cap = 1000000000\nconcurrent_limit = 100\n"
     );
-    for account in 0..MEMORY_ACCOUNTS {
-        toml.push_str(&format!(
-            "\n[[accounts]]\nid = \"a{account}\"\nsecret = \"s\"\n"
-        ));
-    }
-    toml
+    accounts::config_with_accounts(&head, MEMORY_ACCOUNTS)
 }
 
 /// One request admitted, departed and ended for every account; returns

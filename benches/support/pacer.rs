@@ -69,3 +69,23 @@ impl Pacer {
         answer
     }
 }
+
+/// Runs `run` once per account count on a multi-threaded runtime, or
+/// explains the usage when no count was given.
+pub fn each_count<F: std::future::Future<Output = ()>>(
+    bench: &str,
+    counts: &[usize],
+    run: impl Fn(usize) -> F,
+) {
+    if counts.is_empty() {
+        println!("{bench}: no account counts given, nothing measured. Usage: cargo bench --bench {bench} -- ACCOUNTS...");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for &accounts in counts {
+        runtime.block_on(run(accounts));
+    }
+}
