@@ -137,11 +137,13 @@ impl Fleet {
     }
 }
 
-/// One fleet per (rolling limit, account count), built on first use and
-/// kept for the run (building a million limiters is not what is timed).
+/// Values built on first use and kept for the run, by key (building a
+/// million limiters is not what is timed).
+type Built<K, V> = LazyLock<Mutex<HashMap<K, Arc<V>>>>;
+
+/// One fleet per (rolling limit, account count).
 fn fleet(rolling_key: &'static str, rolling_max: u64, accounts: usize) -> Arc<Fleet> {
-    static FLEETS: LazyLock<Mutex<HashMap<(&str, usize), Arc<Fleet>>>> =
-        LazyLock::new(Mutex::default);
+    static FLEETS: Built<(&str, usize), Fleet> = LazyLock::new(Mutex::default);
     let mut fleets = FLEETS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -153,8 +155,7 @@ fn fleet(rolling_key: &'static str, rolling_max: u64, accounts: usize) -> Arc<Fl
 
 /// A keyed governor limiter over `keys` keys, each checked once.
 fn governor(keys: usize) -> Arc<DefaultKeyedRateLimiter<u64>> {
-    static LIMITERS: LazyLock<Mutex<HashMap<usize, Arc<DefaultKeyedRateLimiter<u64>>>>> =
-        LazyLock::new(Mutex::default);
+    static LIMITERS: Built<usize, DefaultKeyedRateLimiter<u64>> = LazyLock::new(Mutex::default);
     let mut limiters = LIMITERS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
