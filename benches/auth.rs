@@ -1,4 +1,4 @@
-//! Proxy authentication against 10 and 100,000 accounts created at runtime
+//! Proxy authentication against 1,000 to 1,000,000 accounts created at runtime
 //! (secrets kept as Argon2id hashes): a credential verified before (the
 //! keep-alive client, the busy account) and a wrong secret for a known
 //! id, which is sent to the slow check. The cost must not grow with the
@@ -6,19 +6,17 @@
 //!
 //! `cargo bench --bench auth`
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use divan::{black_box, Bencher};
 use pacer::config::Plan;
-use pacer::egress::tls::TlsClient;
-use pacer::egress::upstream::EgressSettings;
 use pacer::policy::auth::hashed::SecretHash;
 use pacer::policy::auth::{Credentials, Field};
 use pacer::state::accounts::{AccountSecret, Identified};
 use pacer::state::runtime::RuntimeAccount;
 use pacer::state::snapshot::Snapshot;
 use pacer::state::store::Stored;
+
+#[path = "support/snapshot.rs"]
+mod support;
 
 fn main() {
     divan::main();
@@ -34,10 +32,6 @@ addr = "127.0.0.1:0"
 /// A snapshot of `n` runtime accounts sharing one hash (hashing 100,000
 /// secrets would take the bench an hour), `rt-0` verified once.
 fn snapshot(n: usize) -> Snapshot {
-    let config = match pacer::config::parse(CONFIG, &|_| None) {
-        Ok(config) => config,
-        Err(errors) => panic!("bench config: {errors:?}"),
-    };
     let hash = SecretHash::hash(b"secret").expect("hash");
     let mut stored = Stored::default();
     for i in 0..n {
@@ -50,13 +44,7 @@ fn snapshot(n: usize) -> Snapshot {
         };
         stored.accounts.insert(format!("rt-{i}"), record);
     }
-    let egress = Arc::new(EgressSettings {
-        connect_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(1),
-        tls: TlsClient::new(&config.tls).expect("tls"),
-        pools: 1,
-    });
-    let snapshot = Snapshot::build(&config, &stored, None, None, &egress).expect("snapshot");
+    let snapshot = support::build(CONFIG, &stored);
     let account = snapshot.accounts.get("rt-0").expect("rt-0");
     let AccountSecret::Hashed(secret) = &account.secret else {
         panic!("hashed");
@@ -72,7 +60,7 @@ fn credentials(secret: &[u8]) -> Credentials {
     }
 }
 
-#[divan::bench(args = [10, 100_000], sample_count = 200)]
+#[divan::bench(args = [1_000, 10_000, 100_000, 1_000_000], sample_count = 200)]
 fn verified_before(bencher: Bencher, n: usize) {
     let snapshot = snapshot(n);
     let offered = credentials(b"secret");
@@ -82,7 +70,7 @@ fn verified_before(bencher: Bencher, n: usize) {
     });
 }
 
-#[divan::bench(args = [10, 100_000], sample_count = 200)]
+#[divan::bench(args = [1_000, 10_000, 100_000, 1_000_000], sample_count = 200)]
 fn wrong_secret_is_sent_to_the_slow_check(bencher: Bencher, n: usize) {
     let snapshot = snapshot(n);
     let offered = credentials(b"wrong");

@@ -7,17 +7,17 @@
 //! `cargo bench --bench history`
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use divan::{black_box, Bencher};
 use pacer::egress::target::Target;
-use pacer::egress::tls::TlsClient;
-use pacer::egress::upstream::EgressSettings;
-use pacer::state::snapshot::Snapshot;
 use pacer::state::store::Stored;
 use pacer::telemetry::context::{ListenerKind, RequestContext};
 use pacer::telemetry::history::History;
 use pacer::telemetry::metrics::Metrics;
+
+#[path = "support/snapshot.rs"]
+mod support;
 
 fn main() {
     divan::main();
@@ -26,18 +26,7 @@ fn main() {
 fn context(refused: bool) -> RequestContext {
     let toml = "[[listeners]]\nprotocol = \"http\"\naddr = \"127.0.0.1:0\"\n\
                 [policies.standard_policy]\n";
-    let config = match pacer::config::parse(toml, &|_| None) {
-        Ok(config) => config,
-        Err(errors) => panic!("bench config: {errors:?}"),
-    };
-    let egress = Arc::new(EgressSettings {
-        connect_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(1),
-        tls: TlsClient::new(&config.tls).expect("tls"),
-        pools: 1,
-    });
-    let snapshot =
-        Snapshot::build(&config, &Stored::default(), None, None, &egress).expect("snapshot");
+    let snapshot = support::build(toml, &Stored::default());
     let peer = "127.0.0.1:40000".parse().expect("addr");
     let mut ctx = RequestContext::new(Arc::new(snapshot), ListenerKind::Http, peer);
     ctx.account = Some(Arc::from("acct-1"));

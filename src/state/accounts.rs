@@ -178,6 +178,12 @@ impl Accounts {
         self.by_id.values()
     }
 
+    /// Every limiter: the accounts' and those a reload retired.
+    pub fn limiters(&self) -> impl Iterator<Item = &Arc<AccountLimiter>> {
+        let live = self.by_id.values().map(|account| &account.limiter);
+        live.chain(self.retired.values())
+    }
+
     /// The account with this id.
     pub fn get(&self, id: &str) -> Option<Arc<Account>> {
         self.by_id.get(id).cloned()

@@ -49,12 +49,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Frees what idle accounts hold: rolling windows that could refuse
-    /// nothing more, and sticky choices unused for
-    /// [`crate::egress::route::STICKY_IDLE`]. Both are rebuilt on the
-    /// account's next request.
+    /// nothing more (also of accounts a reload removed), and sticky
+    /// choices unused for [`crate::egress::route::STICKY_IDLE`]. Both are
+    /// rebuilt on the account's next request.
     pub fn free_idle(&self, clock: &Clock) {
-        for account in self.accounts.iter() {
-            account.limiter.compact(clock);
+        for limiter in self.accounts.limiters() {
+            limiter.compact(clock);
         }
         self.router.forget_idle(tokio::time::Instant::now());
     }

@@ -162,9 +162,17 @@ fn an_account_added_back_finds_its_limiter_again() {
     let without = snapshot("", &HashMap::new(), Some(&first));
     assert!(without.accounts.get("acct-1").is_none());
     assert!(without.accounts.knew("acct-1"), "retired, not forgotten");
+    assert!(
+        without
+            .accounts
+            .limiters()
+            .any(|retired| Arc::ptr_eq(retired, &limiter)),
+        "the idle sweep reaches a retired limiter"
+    );
     let again = snapshot(ACCT, &HashMap::new(), Some(&without));
     let back = again.accounts.get("acct-1").expect("account");
     assert!(Arc::ptr_eq(&back.limiter, &limiter));
+    assert_eq!(again.accounts.limiters().count(), 1, "each limiter once");
 }
 
 #[tokio::test]
