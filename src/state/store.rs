@@ -22,7 +22,7 @@
 //! [`Store::failure`] is the last error while writes fail (`/healthz`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use redb::backends::InMemoryBackend;
@@ -30,10 +30,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use self::disk::{file_id, open_file, FileId};
 use crate::config::StateConfig;
 use crate::policy::limit::record::UsageRecord;
 use crate::state::changes::AccountChanges;
 use crate::state::runtime::{RuntimeAccount, RuntimeAccounts};
+
+mod disk;
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 
@@ -301,83 +304,6 @@ fn copy_tables(from: &Database, to: &Database) -> Result<(), StoreError> {
         }
     }
     write.commit().map_err(failed)
-}
-
-/// Opens or creates the store file (owner-only), and its folders (0700).
-fn open_file(path: &Path) -> Result<(Database, FileId), StoreError> {
-    let at = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        private_dirs(parent)
-            .map_err(|e| StoreError(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    private_file(path).map_err(at)?;
-    let db = Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
-    let identity =
-        file_id(path).ok_or_else(|| StoreError(format!("{} vanished", path.display())))?;
-    Ok((db, identity))
-}
-
-/// Which file a path names: device and inode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileId {
-    device: u64,
-    inode: u64,
-}
-
-#[cfg(unix)]
-fn file_id(path: &Path) -> Option<FileId> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some(FileId {
-        device: meta.dev(),
-        inode: meta.ino(),
-    })
-}
-
-#[cfg(unix)]
-fn private_dirs(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-/// Creates `path` readable and writable by its owner only, or narrows an
-/// existing file to that.
-#[cfg(unix)]
-fn private_file(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)?;
-    let mode = file.metadata()?.permissions().mode() & 0o777;
-    if mode != 0o600 {
-        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "store file readable by others; narrowed to 0600");
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn file_id(path: &Path) -> Option<FileId> {
-    std::fs::metadata(path).ok().map(|_| FileId {
-        device: 0,
-        inode: 0,
-    })
-}
-
-#[cfg(not(unix))]
-fn private_dirs(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
-}
-
-#[cfg(not(unix))]
-fn private_file(_path: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]
