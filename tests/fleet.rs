@@ -787,6 +787,33 @@ async fn rediss_with_extra_roots_admits_through_a_tls_redis() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reload_keeps_the_fleet_runtime_accounts() {
+    let redis = Redis::start().await;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pacer.toml");
+    std::fs::write(&path, fleet_config(&redis, "", "")).expect("config");
+    let a = Proxy::start_file(&path).await;
+    healthz_until(&a, "up").await;
+    let admin = Admin::new(&a);
+    let (status, body) = admin
+        .call(
+            reqwest::Method::PUT,
+            "/v1/accounts/rt-r",
+            Some(serde_json::json!({"secret": "r"})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201, "{body}");
+    let (status, body) = admin.call(reqwest::Method::POST, "/v1/reload", None).await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert_eq!(
+        get_as(&a, "rt-r", "r", &origin.url("/")).await,
+        200,
+        "still served after the reload"
+    );
+}
+
 #[test]
 fn fleet_config_is_validated_like_every_section() {
     let parse = |fleet: &str, env: Option<&str>| {
