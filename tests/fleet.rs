@@ -634,7 +634,7 @@ async fn an_upstream_that_failed_on_one_instance_sits_out_on_all() {
     let admin_b = Admin::new(&b);
     // Each instance shares its cooldowns every half second: a second
     // there and back, plus the scheduling of a loaded machine.
-    eventually(Duration::from_secs(4), "a cooldown shared", || async {
+    eventually(Duration::from_secs(8), "a cooldown shared", || async {
         let (_, listed) = admin_b
             .call(reqwest::Method::GET, "/v1/upstreams", None)
             .await;

@@ -22,19 +22,22 @@
 //! no cooldown.
 
 mod error;
+mod member;
 mod pick;
 mod plan;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 pub use error::RouteError;
+use member::{identity, MemberStats};
+pub use member::{Member, MemberView};
 pub use pick::stable_hash;
 pub use plan::{Hop, Plan};
 
@@ -98,101 +101,6 @@ struct Pool {
     ids: Vec<u64>,
     /// Round-robin position.
     counter: AtomicUsize,
-}
-
-/// One upstream of a pool, with its cooldown.
-pub struct Member {
-    upstream: Arc<Upstream>,
-    country: CountryCode,
-    identity: u64,
-    cooling_until: Mutex<Option<Instant>>,
-    /// Since pacer started (carried over by reloads).
-    stats: Arc<MemberStats>,
-}
-
-/// Attempts through a pool member and how many failed.
-#[derive(Default)]
-struct MemberStats {
-    attempts: AtomicU64,
-    failures: AtomicU64,
-}
-
-/// A pool member as `GET /v1/upstreams` shows it.
-pub struct MemberView {
-    /// The upstream's URL (its password masked when formatted).
-    pub url: UpstreamUrl,
-    /// The pool it serves.
-    pub country: CountryCode,
-    /// Until when it sits out, if it does.
-    pub cooling_until: Option<Instant>,
-    /// Attempts through it since start.
-    pub attempts: u64,
-    /// Attempts that failed.
-    pub failures: u64,
-    /// Accounts whose sticky choice it is.
-    pub accounts: usize,
-}
-
-impl Member {
-    fn new(
-        url: &UpstreamUrl,
-        country: CountryCode,
-        settings: &Arc<EgressSettings>,
-        previous: Option<&Router>,
-    ) -> Self {
-        let identity = identity(url);
-        let stats = previous
-            .and_then(|router| router.member_stats(identity))
-            .unwrap_or_default();
-        Member {
-            upstream: Arc::new(Upstream::new(url.clone(), settings)),
-            country,
-            identity,
-            cooling_until: Mutex::new(None),
-            stats,
-        }
-    }
-
-    fn attempted(&self) {
-        self.stats.attempts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn failed(&self) {
-        self.stats.failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn cooling_until(&self, now: Instant) -> Option<Instant> {
-        let until = *self
-            .cooling_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        until.filter(|until| *until > now)
-    }
-
-    /// The upstream.
-    pub fn upstream(&self) -> &Arc<Upstream> {
-        &self.upstream
-    }
-
-    fn available(&self, now: Instant) -> bool {
-        self.cooling_until(now).is_none()
-    }
-
-    fn cool_down(&self, until: Instant) {
-        let mut slot = self
-            .cooling_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *slot = Some(until);
-    }
-}
-
-/// What identifies an upstream across restarts and config edits: scheme,
-/// user and address (never the password).
-fn identity(url: &UpstreamUrl) -> u64 {
-    let user = url.username.as_deref().unwrap_or("");
-    let text = format!("{}://{user}@{}", url.scheme.as_str(), url.authority());
-    stable_hash(text.as_bytes())
 }
 
 /// The index in `pool` of the upstream a sticky `account` tries first
