@@ -1,5 +1,5 @@
-//! A pool member: its upstream, its cooldown and its attempt counts (which
-//! a reload carries over, by the upstream's identity).
+//! A pool member: its upstream, its cooldown and its attempt counts (both
+//! of which a reload carries over, by the upstream's identity).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,14 +51,16 @@ impl Member {
         previous: Option<&Router>,
     ) -> Self {
         let identity = identity(url);
-        let stats = previous
-            .and_then(|router| router.member_stats(identity))
-            .unwrap_or_default();
+        let before = previous.and_then(|router| router.member(identity));
+        let stats = before.map(|m| m.stats.clone()).unwrap_or_default();
+        // A cooldown running survives a reload (or a fleet's runtime
+        // change), so an upstream that failed is not tried again early.
+        let cooling = before.and_then(|m| m.cooling_until(Instant::now()));
         Member {
             upstream: Arc::new(Upstream::new(url.clone(), settings)),
             country,
             identity,
-            cooling_until: Mutex::new(None),
+            cooling_until: Mutex::new(cooling),
             stats,
         }
     }

@@ -36,7 +36,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use error::RouteError;
-use member::{identity, MemberStats};
+use member::identity;
 pub use member::{Member, MemberView};
 pub use pick::stable_hash;
 pub use plan::{Hop, Plan};
@@ -247,12 +247,12 @@ impl Router {
         stuck
     }
 
-    fn member_stats(&self, identity: u64) -> Option<Arc<MemberStats>> {
+    /// The member with `identity`, if the pools have one.
+    fn member(&self, identity: u64) -> Option<&Arc<Member>> {
         self.pools
             .values()
             .flat_map(|pool| &pool.members)
             .find(|member| member.identity == identity)
-            .map(|member| member.stats.clone())
     }
 
     /// Whether the pool has at least one upstream for `country`.

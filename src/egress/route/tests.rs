@@ -228,3 +228,21 @@ async fn sticky_memory_holds_accounts_off_their_first_choice_until_idle() {
     let hop = router.plan(&account).next_hop().expect("hop");
     assert_eq!(label(&hop), label(&first), "back to the first choice");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rebuilt_router_keeps_the_running_cooldowns() {
+    let router = router("failure_cooldown = \"30s\"");
+    fail_over(&router, &Arc::from("a"));
+    let cooling = router.cooling();
+    assert_eq!(cooling.len(), 1, "one member failed");
+    let rebuilt = build("failure_cooldown = \"30s\"", Some(&router));
+    assert_eq!(
+        rebuilt.cooling(),
+        cooling,
+        "still sitting out after a reload"
+    );
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert!(build("failure_cooldown = \"30s\"", Some(&rebuilt))
+        .cooling()
+        .is_empty());
+}
