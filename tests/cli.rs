@@ -364,3 +364,70 @@ async fn open_tunnel(http: &str, target: std::net::SocketAddr) -> tokio::net::Tc
     assert!(head.starts_with(b"HTTP/1.1 200 "), "{head:?}");
     stream
 }
+
+/// Each access line says what happened: a request refused before any route
+/// was tried names no upstream, one whose client left while it was paced
+/// still gets its line, with status `client_closed`, and an upload counts
+/// the bytes sent, chunked ones included.
+#[tokio::test]
+async fn access_lines_are_exact() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("pacer.toml");
+    let toml = base_config("").replace(
+        "[policies.standard_policy]\nname = \"Standard\"\n",
+        "[policies.standard_policy]\nname = \"Standard\"\nmode = \"pace\"\nmax_wait = \"60s\"\n[policies.standard_policy.limits]\nall_per_minute = 1\n",
+    );
+    std::fs::write(&config, toml).expect("write config");
+    let (_child, addrs, mut log) = spawn_pacer_logged(&config, 4).await;
+    let http = addrs[0].clone();
+    let within = Duration::from_secs(10);
+
+    let url = origin.url("/echo");
+    let unauthenticated = format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(&http)
+        .await
+        .expect("connect");
+    stream
+        .write_all(unauthenticated.as_bytes())
+        .await
+        .expect("write");
+    let line = log.wait_for(&["pacer::access", "status=407"], within).await;
+    assert!(line.contains("upstream=\"-\" attempts=0 "), "{line}");
+
+    let upload = format!(
+        "POST {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n{}\r\n0\r\n\r\n",
+        basic_auth(),
+        "u".repeat(1000)
+    );
+    let mut stream = tokio::net::TcpStream::connect(&http)
+        .await
+        .expect("connect");
+    stream.write_all(upload.as_bytes()).await.expect("write");
+    let line = log.wait_for(&["pacer::access", "status=200"], within).await;
+    assert!(line.contains("upstream=\"direct\" attempts=1 "), "{line}");
+    assert!(line.contains("bytes_up=1000 "), "{line}");
+
+    // The minute's one request is spent: the next is paced, and its
+    // client leaves.
+    let paced = format!(
+        "GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\n\r\n",
+        basic_auth()
+    );
+    let mut stream = tokio::net::TcpStream::connect(&http)
+        .await
+        .expect("connect");
+    stream.write_all(paced.as_bytes()).await.expect("write");
+    drop(stream);
+    let line = log
+        .wait_for(&["pacer::access", "status=client_closed"], within)
+        .await;
+    assert!(line.contains("account=\"acct-1\""), "{line}");
+    assert!(line.contains("upstream=\"-\" attempts=0 "), "{line}");
+    assert_eq!(
+        origin.hits(),
+        1,
+        "the request that left never reached the origin"
+    );
+}

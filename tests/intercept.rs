@@ -641,3 +641,42 @@ async fn an_origins_429_inside_a_tunnel_pauses_the_action_for_the_account() {
     );
     proxy.stop().await;
 }
+
+/// Inside an intercepted tunnel pacer reads each HTTP/1 head too: a
+/// connection quiet for longer than `header_read_timeout` (2 s) but less
+/// than `idle_timeout` (3 s) between requests serves its next one, and a
+/// head hyper would refuse gets pacer's envelope.
+#[tokio::test]
+async fn heads_inside_a_tunnel_are_read_and_checked_by_pacer() {
+    let (pacer_ca, _origin_ca, origin, proxy) = intercepting().await;
+    let target = format!("localhost:{}", origin.port());
+    let tunnel = http_connect(&proxy, "acct-1", &target)
+        .await
+        .expect("tunnel");
+    let mut inside = tls(tunnel, &pacer_ca.cert())
+        .await
+        .expect("pacer's leaf is trusted");
+    assert_eq!(exchange(&mut inside, "/view/1").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        exchange(&mut inside, "/view/2").await.0,
+        200,
+        "a quiet keep-alive connection lives for idle_timeout"
+    );
+    inside
+        .write_all(b"GET /view/3 HTTP/1.1\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n")
+        .await
+        .expect("write");
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(WITHIN, inside.read_to_end(&mut raw)).await;
+    common::assert_envelope(&raw, 400, "errors/malformed_request");
+    let tunnel = http_connect(&proxy, "acct-1", &target)
+        .await
+        .expect("tunnel");
+    let mut again = tls(tunnel, &pacer_ca.cert()).await.expect("tls");
+    assert_eq!(
+        exchange(&mut again, "/view/4").await.0,
+        200,
+        "still serving"
+    );
+}

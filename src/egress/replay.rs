@@ -29,10 +29,11 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// What every attempt of one request shares: the body until an attempt
-/// takes it, and the request's departures.
+/// takes it, the request's departures, and the body's bytes sent.
 struct Exchange {
     body: Mutex<Option<Incoming>>,
     departures: Marks,
+    sent: AtomicU64,
 }
 
 /// When a request's head was last written towards its origin or upstream.
@@ -119,10 +120,18 @@ impl Body for AttemptBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut().body() {
+        let this = self.get_mut();
+        let polled = match this.body() {
             Some(body) => Pin::new(body).poll_frame(cx),
-            None => Poll::Ready(None),
+            None => return Poll::Ready(None),
+        };
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                let len = data.len() as u64;
+                this.exchange.sent.fetch_add(len, Ordering::Relaxed);
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -149,6 +158,7 @@ impl ReplayableRequest {
             exchange: Arc::new(Exchange {
                 body: Mutex::new(Some(body)),
                 departures: Marks::new(),
+                sent: AtomicU64::new(0),
             }),
         }
     }
@@ -161,6 +171,11 @@ impl ReplayableRequest {
     /// The request's departures, one per attempt whose head was written.
     pub fn departures(&self) -> Departures {
         Departures(self.exchange.clone())
+    }
+
+    /// What its attempts send of the body, as they send it.
+    pub fn uploaded(&self) -> Uploaded {
+        Uploaded(self.exchange.clone())
     }
 
     /// The request for the next attempt, or `None` once part of the body
@@ -194,6 +209,17 @@ impl Departures {
     /// Waits for the next departure not yet taken.
     pub async fn next(&self) -> Instant {
         self.0.departures.next().await
+    }
+}
+
+/// How much of a request's body its attempts have sent (the access line's
+/// `bytes_up`).
+pub struct Uploaded(Arc<Exchange>);
+
+impl Uploaded {
+    /// The body's bytes handed to a connection so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.sent.load(Ordering::Relaxed)
     }
 }
 

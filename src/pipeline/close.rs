@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::activity::ConnActivity;
 use super::Engine;
+use crate::egress::replay::Uploaded;
 use crate::policy::limit::Grant;
 use crate::telemetry::access_log;
 use crate::telemetry::context::RequestContext;
@@ -22,6 +23,8 @@ pub struct CloseOut {
     pub ctx: RequestContext,
     grant: Option<Grant>,
     connection: Option<Connection>,
+    /// The request's body as sent, counted into `bytes_up` at the end.
+    uploaded: Option<Uploaded>,
 }
 
 /// The HTTP connection a request runs on, told when it ends.
@@ -38,6 +41,7 @@ impl CloseOut {
             ctx,
             grant: None,
             connection: None,
+            uploaded: None,
         }
     }
 
@@ -57,6 +61,11 @@ impl CloseOut {
             connection.activity.response_started();
             connection.streamed = true;
         }
+    }
+
+    /// The request's body is sent as `uploaded` counts it.
+    pub fn uploading(&mut self, uploaded: Uploaded) {
+        self.uploaded = Some(uploaded);
     }
 
     /// Holds the request's admission until the close-out.
@@ -116,6 +125,9 @@ impl Drop for CloseOut {
         }
         if let Some(connection) = &self.connection {
             connection.activity.request_finished(connection.streamed);
+        }
+        if let Some(uploaded) = &self.uploaded {
+            self.ctx.bytes_up += uploaded.bytes();
         }
         let names = self.ctx.action_names();
         access_log::record(&self.ctx, &names);

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::activity::{watchdog, ConnActivity, Timeouts};
+use super::activity::{watchdog, ConnActivity};
 use super::close::CloseOut;
-use super::http::{serve_connection, HttpClient, Inside, Protocol};
+use super::http::noted::Noted;
+use super::http::{serve_http1, serve_http2, HttpClient, Inside};
 use crate::state::accounts::Account;
 
 /// The outcome of a tunnel whose client failed the TLS handshake.
@@ -38,17 +39,6 @@ where
         }
     };
     let activity = Arc::new(ConnActivity::new());
-    // HTTP/2 clients send frames (pings, window updates) between requests:
-    // only `idle_timeout` bounds such a connection, not a head's deadline.
-    let header_read = if accepted.h2 {
-        engine.settings.idle_timeout
-    } else {
-        engine.settings.header_read_timeout
-    };
-    let timeouts = Timeouts {
-        header_read,
-        idle: engine.settings.idle_timeout,
-    };
     let client = HttpClient {
         peer: close.ctx.peer,
         listener: close.ctx.listener,
@@ -62,16 +52,20 @@ where
         // Never a plain socket (and no CONNECT is served inside).
         tunnel_socket: Err,
     };
-    let cut = async move {
-        tokio::select! {
-            _ = watchdog(&activity, timeouts) => {}
-            () = account.deleted() => {}
-        }
-    };
-    let protocol = if accepted.h2 {
-        Protocol::Http2
+    let stream = Noted::new(accepted.stream, activity.clone());
+    if accepted.h2 {
+        // HTTP/2 clients send frames (pings, window updates) between
+        // requests: `idle_timeout` bounds such a connection.
+        let idle = engine.settings.idle_timeout;
+        let cut = async move {
+            tokio::select! {
+                _ = watchdog(&activity, idle) => {}
+                () = account.deleted() => {}
+            }
+        };
+        serve_http2(engine, stream, client, cut).await;
     } else {
-        Protocol::Http1
-    };
-    serve_connection(engine, accepted.stream, client, protocol, cut).await;
+        let deleted = async move { account.deleted().await };
+        serve_http1(engine, stream, None, client, deleted).await;
+    }
 }

@@ -102,9 +102,6 @@ async fn forward(
     mut request: Request<Incoming>,
     target: Target,
 ) -> Result<Response<Incoming>, ProxyError> {
-    close.ctx.bytes_up = hyper::body::Body::size_hint(request.body())
-        .exact()
-        .unwrap_or(0);
     close.ctx.target = Some(target.clone());
     engine.deny.check_target(&target)?;
     let host = target.host_str();
@@ -117,6 +114,7 @@ async fn forward(
     prepare_request(&mut request)
         .map_err(|_| ProxyError::MalformedRequest("request URI has no usable host"))?;
     let mut request = ReplayableRequest::new(request);
+    close.uploading(request.uploaded());
     match reach(
         engine,
         close,

@@ -2,16 +2,23 @@
 //! `tracing` (target `pacer::access`, level INFO). Nothing is formatted when
 //! that level is off.
 
-use super::context::RequestContext;
+use std::fmt;
+
+use super::context::{RequestContext, CLIENT_CLOSED};
 
 /// Whether access lines are being written.
 fn enabled() -> bool {
     tracing::enabled!(target: "pacer::access", tracing::Level::INFO)
 }
 
-/// The upstream as the access line shows it: `host:port`, or `direct`.
+/// The upstream as the access line shows it: `host:port`, `direct`, or
+/// `-` when no route was tried (refused or abandoned before routing).
 pub fn upstream_label(ctx: &RequestContext) -> &str {
-    ctx.upstream.as_deref().unwrap_or("direct")
+    match (&ctx.upstream, ctx.attempts) {
+        (_, 0) => "-",
+        (Some(upstream), _) => upstream,
+        (None, _) => "direct",
+    }
 }
 
 /// Writes the access line for a finished request or tunnel that matched
@@ -35,7 +42,7 @@ pub fn record(ctx: &RequestContext, actions: &[&str]) {
         actions = %ActionList(actions),
         method = ctx.method.as_ref().map_or("-", |m| m.as_str()),
         host,
-        status = ctx.status,
+        status = %Status(ctx),
         waited_ms = ctx.waited.as_millis() as u64,
         upstream = upstream_label(ctx),
         attempts = ctx.attempts,
@@ -47,11 +54,25 @@ pub fn record(ctx: &RequestContext, actions: &[&str]) {
     );
 }
 
+/// The status as the access line shows it: the HTTP status (or SOCKS5
+/// reply), or `client_closed` for a request whose client left before it
+/// was answered.
+struct Status<'a>(&'a RequestContext);
+
+impl fmt::Display for Status<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0.status, self.0.outcome) {
+            (0, CLIENT_CLOSED) => f.write_str(CLIENT_CLOSED),
+            (status, _) => status.fmt(f),
+        }
+    }
+}
+
 /// The id of an intercepted tunnel, `-` for none, formatted lazily.
 struct Tunnel(Option<crate::wire::request_id::RequestId>);
 
-impl std::fmt::Display for Tunnel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Tunnel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Some(id) => id.fmt(f),
             None => f.write_str("-"),

@@ -1,5 +1,5 @@
-//! The client socket as hyper sees it: first the bytes already read while
-//! checking the first head, then the socket; every read and write is noted
+//! The client stream of an HTTP connection (the listener's socket, or the
+//! TLS stream inside an intercepted tunnel): every read and write is noted
 //! in the connection's [`ConnActivity`] for the watchdog.
 
 use std::io;
@@ -7,53 +7,47 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
-use crate::egress::prefix;
+use super::ClientStream;
 use crate::pipeline::activity::ConnActivity;
 
-/// The client socket as hyper sees it: first the bytes already read while
-/// checking the first head, then the socket; every read and write is noted.
-pub struct ClientIo {
-    prefix: Bytes,
-    stream: TcpStream,
+/// A client stream whose reads and writes are noted.
+pub struct Noted<S> {
+    stream: S,
     activity: Arc<ConnActivity>,
 }
 
-impl ClientIo {
-    /// Wraps `stream`, replaying `prefix` first.
-    pub fn new(stream: TcpStream, prefix: Bytes, activity: Arc<ConnActivity>) -> Self {
-        ClientIo {
-            prefix,
-            stream,
-            activity,
-        }
+impl<S> Noted<S> {
+    /// Wraps `stream`.
+    pub fn new(stream: S, activity: Arc<ConnActivity>) -> Self {
+        Noted { stream, activity }
     }
 
-    /// A CONNECT's client socket, back from hyper's upgrade: the bytes
-    /// hyper had read past the head, then what is left of those read
-    /// ahead of hyper, then the socket.
-    pub fn of_tunnel(upgraded: Upgraded) -> Result<(Bytes, TcpStream), Upgraded> {
-        let parts = upgraded.downcast::<TokioIo<ClientIo>>()?;
-        let ClientIo { prefix, stream, .. } = parts.io.into_inner();
-        Ok((prefix::joined(parts.read_buf, prefix), stream))
+    /// The stream.
+    pub fn into_inner(self) -> S {
+        self.stream
     }
 }
 
-impl AsyncRead for ClientIo {
+/// A socket waits for readiness without a buffer.
+impl ClientStream for Noted<TcpStream> {
+    async fn readable(&self) -> io::Result<()> {
+        self.stream.readable().await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for Noted<TlsStream<S>> {}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Noted<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if prefix::replay(&mut this.prefix, buf) {
-            return Poll::Ready(Ok(()));
-        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -63,7 +57,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Noted<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,19 +1,26 @@
-//! HTTP/1 served on any stream: hyper reads each request head, the client
-//! is identified (`Proxy-Authorization`, or the account a bound listener
-//! serves), and the request goes to the request entry (absolute-form) or
-//! the tunnel entry (CONNECT, relayed once the client upgrades). The
-//! listener calls [`serve_connection`] on a client socket; an intercepted
-//! tunnel will call it on the TLS stream inside.
+//! HTTP served on any stream: HTTP/1.1 one checked head at a time
+//! ([`http1`]), HTTP/2 by hyper alone (inside intercepted tunnels). Each
+//! request's client is identified (`Proxy-Authorization`, or the account a
+//! bound listener serves), and the request goes to the request entry
+//! (absolute-form) or the tunnel entry (CONNECT, relayed once the client
+//! upgrades). The listener serves its client sockets here; an intercepted
+//! tunnel serves the TLS stream inside.
+
+pub mod exchange;
+pub mod http1;
+pub mod noted;
+
+pub use self::http1::{serve_http1, ClientStream};
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -67,69 +74,81 @@ pub struct Inside {
     pub tunnel: RequestId,
 }
 
-/// The HTTP version a connection speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// HTTP/1.1 keep-alive (with upgrades).
-    Http1,
-    /// HTTP/2: each stream is its own request, served concurrently.
-    Http2,
-}
-
-/// Serves `protocol` on `io` until the client closes, `cut` resolves (the
-/// listener's watchdog), or shutdown ends it after its current requests.
-pub async fn serve_connection<S>(
+/// Serves HTTP/2 on `io` until the client closes, `cut` resolves (the
+/// watchdog), or shutdown ends it after its current requests: each stream
+/// is its own request, served concurrently.
+pub async fn serve_http2<S>(
     engine: Arc<Engine>,
     io: S,
     client: HttpClient,
-    protocol: Protocol,
     cut: impl Future<Output = ()>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = Arc::new(client);
-    let service_engine = engine.clone();
-    let service = service_fn(move |request| {
-        let engine = service_engine.clone();
-        let client = client.clone();
-        async move { Ok::<_, Infallible>(Box::pin(handle(&engine, &client, request)).await) }
-    });
-    let io = TokioIo::new(io);
-    match protocol {
-        Protocol::Http1 => {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .max_buf_size(engine.settings.max_header_bytes.max(8192))
-                .preserve_header_case(true)
-                .serve_connection(io, service)
-                .with_upgrades();
-            drive(&engine, connection, |c| c.graceful_shutdown(), cut).await;
-        }
-        Protocol::Http2 => {
-            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .max_header_list_size(
-                    u32::try_from(engine.settings.max_header_bytes).unwrap_or(u32::MAX),
-                )
-                .serve_connection(io, service);
-            drive(&engine, connection, |c| c.graceful_shutdown(), cut).await;
-        }
+    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .max_header_list_size(u32::try_from(engine.settings.max_header_bytes).unwrap_or(u32::MAX))
+        .serve_connection(TokioIo::new(io), service_of(&engine, &client));
+    tokio::pin!(connection);
+    drive(&engine, connection, |c| c.graceful_shutdown(), cut).await;
+}
+
+/// The service answering every request of `client`'s connection.
+fn service_of(engine: &Arc<Engine>, client: &Arc<HttpClient>) -> ClientService {
+    ClientService {
+        engine: engine.clone(),
+        client: client.clone(),
     }
+}
+
+/// Answers each request of one client connection with [`handle`].
+struct ClientService {
+    engine: Arc<Engine>,
+    client: Arc<HttpClient>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ClientService {
+    type Response = ProxyResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<ProxyResponse, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let (engine, client) = (self.engine.clone(), self.client.clone());
+        Box::pin(async move { Ok(handle(&engine, &client, request).await) })
+    }
+}
+
+/// How a connection's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The connection finished by itself, without error.
+    Done,
+    /// It failed, `cut` resolved, or shutdown drained it.
+    Stopped,
 }
 
 /// Runs `connection` until it ends or `cut` resolves; once shutdown
 /// begins, asks it to finish gracefully.
-async fn drive<C: Future>(
+async fn drive<C, E>(
     engine: &Engine,
-    connection: C,
-    graceful: fn(std::pin::Pin<&mut C>),
+    mut connection: Pin<&mut C>,
+    graceful: fn(Pin<&mut C>),
     cut: impl Future<Output = ()>,
-) {
-    tokio::pin!(connection);
+) -> Ended
+where
+    C: Future<Output = Result<(), E>>,
+{
     tokio::pin!(cut);
     let mut draining = false;
     loop {
         tokio::select! {
-            _ = connection.as_mut() => break,
-            () = cut.as_mut() => break,
+            ended = connection.as_mut() => {
+                return match ended {
+                    Ok(()) if !draining => Ended::Done,
+                    _ => Ended::Stopped,
+                };
+            }
+            () = cut.as_mut() => return Ended::Stopped,
             () = engine.shutdown.begun(), if !draining => {
                 draining = true;
                 graceful(connection.as_mut());
