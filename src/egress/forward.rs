@@ -2,6 +2,14 @@
 //! headers removed both ways, `Host` set from the request URI, the request
 //! sent over a pooled keep-alive connection and the response streamed back.
 //!
+//! Both messages travel as pacer's own HTTP/1.1 (RFC 9110 section 6.2),
+//! whatever the client or the origin spoke: an HTTP/1.0 request passed on
+//! as it came (its `Connection` header being hop-by-hop) would ask the
+//! origin to close after answering, and an HTTP/1.0 answer passed on would
+//! close a keep-alive client's connection. Keep-alive is then each hop's
+//! own: hyper answers an HTTP/1.0 client as its request asked, and keeps an
+//! origin connection only while the origin's answers allow it.
+//!
 //! Each route has its own [`Forwarder`] (one for direct, one per upstream),
 //! so a pooled connection only ever carries its route's requests. Through
 //! an HTTP(S) proxy the connection goes to the proxy, requests are written
@@ -16,7 +24,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::Scheme;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -159,6 +167,7 @@ impl Forwarder {
         }
         let upgrade = upgrade_of(response.headers())
             .filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS);
+        *response.version_mut() = Version::HTTP_11;
         strip_hop_by_hop(response.headers_mut());
         keep_upgrade(response.headers_mut(), upgrade);
         Ok(response)
@@ -217,9 +226,10 @@ fn failure(
 #[error("request URI has no usable host")]
 pub struct NoHost;
 
-/// Removes what must not reach the origin and sets `Host` from the URI
-/// (RFC 9112 section 3.2.2).
+/// Removes what must not reach the origin, sets `Host` from the URI (RFC
+/// 9112 section 3.2.2) and makes the request pacer's own HTTP/1.1.
 pub fn prepare_request(request: &mut Request<Incoming>) -> Result<(), NoHost> {
+    *request.version_mut() = Version::HTTP_11;
     let upgrade = upgrade_of(request.headers());
     strip_hop_by_hop(request.headers_mut());
     keep_upgrade(request.headers_mut(), upgrade);
