@@ -31,6 +31,8 @@ enum Script {
     /// arrives, closes without a word: after reading it (the peer sees
     /// EOF) or without (unread bytes: the peer sees a reset).
     AnswerOnceThenDrop { read_first: bool },
+    /// Reads the first request and closes without answering.
+    DropFirst,
     /// Answers every request with [`HELLO`], and closes after one sent
     /// as HTTP/1.0 (which, without `Connection: keep-alive`, asks for it).
     CloseAfterHttp10,
@@ -47,20 +49,23 @@ struct Scripted {
 impl Scripted {
     /// Serves every connection with `script`.
     async fn start(script: Script) -> Scripted {
-        Self::serve(script, usize::MAX).await
+        Self::serve(&[script], usize::MAX).await
     }
 
     /// Serves one connection with `script`, then stops listening: a fresh
     /// connection is refused.
     async fn start_once(script: Script) -> Scripted {
-        Self::serve(script, 1).await
+        Self::serve(&[script], 1).await
     }
 
-    async fn serve(script: Script, accepts: usize) -> Scripted {
+    /// Serves the n-th connection with the n-th of `scripts` (the last
+    /// one for those after), `accepts` connections in all.
+    async fn serve(scripts: &[Script], accepts: usize) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
+        let scripts = scripts.to_vec();
         tokio::spawn(async move {
             for _ in 0..accepts {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -71,6 +76,7 @@ impl Scripted {
                     seen.push(Vec::new());
                     seen.len() - 1
                 };
+                let script = scripts[index.min(scripts.len() - 1)];
                 tokio::spawn(run_script(stream, script, record.clone(), index));
             }
         });
@@ -108,10 +114,11 @@ async fn run_script(
                 if let Some(next) = read_head(&mut stream).await {
                     note(next);
                 }
-            } else if stream.readable().await.is_ok() {
+            } else if matches!(stream.peek(&mut [0u8; 1]).await, Ok(1)) {
                 note("(unread)".to_owned());
             }
         }
+        Script::DropFirst => {}
         Script::CloseAfterHttp10 => {
             let mut line = first;
             while stream.write_all(HELLO.as_bytes()).await.is_ok() && !line.ends_with("HTTP/1.0") {
@@ -334,4 +341,59 @@ async fn a_gone_upstream_behind_a_stale_connection_is_a_proxy_error() {
         "the fresh connection was tried: {detail}"
     );
     assert_still_serving(&proxy, &origin).await;
+}
+
+/// A request is sent again at most once, only after a reused connection
+/// failed unanswered, and only while none of its body is sent: a retry
+/// that fails too, a fresh connection that fails, and a POST whose body
+/// went out on the stale connection are each answered 502
+/// `provider_error` with no further connection.
+#[tokio::test]
+async fn a_request_is_retried_once_only_on_reuse_and_only_before_its_body() {
+    let proxy = Proxy::default().await;
+    let both_drop = [
+        Script::AnswerOnceThenDrop { read_first: true },
+        Script::DropFirst,
+    ];
+    let origin = Scripted::serve(&both_drop, usize::MAX).await;
+    let [first, second] = two_gets(&proxy, "acct-1", &origin.url("/")).await;
+    assert_hello(&first);
+    assert_envelope(&second, 502, "errors/provider_error");
+    assert_retried_on_a_fresh_connection(&origin);
+
+    let fresh_drops = Scripted::start(Script::DropFirst).await;
+    let raw = raw_get(&proxy, "acct-1", &fresh_drops.url("/")).await;
+    assert_envelope(&raw, 502, "errors/provider_error");
+    assert_eq!(
+        fresh_drops.seen().len(),
+        1,
+        "a fresh connection is not retried"
+    );
+
+    let stale = Scripted::start(Script::AnswerOnceThenDrop { read_first: true }).await;
+    assert_hello(&raw_get(&proxy, "acct-1", &stale.url("/")).await);
+    let raw = raw_post(&proxy, &stale.url("/"), b"a body").await;
+    assert_envelope(&raw, 502, "errors/provider_error");
+    assert_eq!(
+        stale.seen().len(),
+        1,
+        "a sent body is not sent again: {:?}",
+        stale.seen()
+    );
+    assert_still_serving(&proxy, &Origin::start().await).await;
+}
+
+/// An absolute-form POST of `body` as acct-1, `Connection: close`: the
+/// whole raw answer.
+async fn raw_post(proxy: &Proxy, url: &str, body: &[u8]) -> Vec<u8> {
+    let host = url.trim_start_matches("http://").split('/').next();
+    let mut request = format!(
+        "POST {url} HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        host.unwrap_or_default(),
+        basic_auth(),
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    raw_exchange(proxy.http, &request, WITHIN).await
 }
