@@ -1,6 +1,8 @@
 //! Plain HTTP forwarding (absolute-form `http://` requests): hop-by-hop
 //! headers removed both ways, `Host` set from the request URI, the request
 //! sent over a pooled keep-alive connection and the response streamed back.
+//! A request that meets a reused connection closing before any byte of its
+//! answer goes once more, on a fresh connection (see [`super::reuse`]).
 //!
 //! Both messages travel as pacer's own HTTP/1.1 (RFC 9110 section 6.2),
 //! whatever the client or the origin spoke: an HTTP/1.0 request passed on
@@ -174,6 +176,7 @@ impl Forwarder {
         let mut sent = self.send(clients.pooled(), request, proxy).await;
         if matches!(&sent, Ok(Err(err)) if failed_unanswered_on_reuse(err.connect_info())) {
             if let Some(request) = again() {
+                tracing::debug!(%target, "a reused connection closed unanswered; once more on a fresh one");
                 sent = self.send(&clients.fresh, request, proxy).await;
             }
         }
