@@ -6,6 +6,9 @@
 //! tunnel. For `https://` it is always a tunnel (direct TCP, an HTTP
 //! CONNECT or a SOCKS5 CONNECT) with TLS to the origin inside, verified
 //! against the system roots and `[tls] extra_roots`.
+//!
+//! Each connection is [`Watched`], so that a request failing on a reused
+//! one can be told apart (see [`super::reuse`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +21,7 @@ use hyper_util::rt::TokioIo;
 
 use super::dial::{DialError, Dialer};
 use super::error::{EgressError, TlsError};
+use super::reuse::Watched;
 use super::stream::EgressStream;
 use super::target::Target;
 use super::tls::Peer;
@@ -97,11 +101,13 @@ async fn direct(dialer: &Dialer, target: &Target) -> Result<EgressStream, Egress
         .map_err(EgressError::Direct)
 }
 
-type ConnectFuture =
-    Pin<Box<dyn Future<Output = Result<TokioIo<EgressStream>, EgressError>> + Send>>;
+/// A pooled connection's stream.
+pub type PooledStream = TokioIo<Watched<EgressStream>>;
+
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<PooledStream, EgressError>> + Send>>;
 
 impl tower_service::Service<Uri> for EgressConnector {
-    type Response = TokioIo<EgressStream>;
+    type Response = PooledStream;
     type Error = EgressError;
     type Future = ConnectFuture;
 
@@ -111,6 +117,11 @@ impl tower_service::Service<Uri> for EgressConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connector = self.clone();
-        Box::pin(async move { connector.connect(uri).await.map(TokioIo::new) })
+        Box::pin(async move {
+            connector
+                .connect(uri)
+                .await
+                .map(|s| TokioIo::new(Watched::new(s)))
+        })
     }
 }

@@ -1,6 +1,16 @@
 //! Plain HTTP forwarding (absolute-form `http://` requests): hop-by-hop
 //! headers removed both ways, `Host` set from the request URI, the request
 //! sent over a pooled keep-alive connection and the response streamed back.
+//! A request that meets a reused connection closing before any byte of its
+//! answer goes once more, on a fresh connection (see [`super::reuse`]).
+//!
+//! Both messages travel as pacer's own HTTP/1.1 (RFC 9110 section 6.2),
+//! whatever the client or the origin spoke: an HTTP/1.0 request passed on
+//! as it came (its `Connection` header being hop-by-hop) would ask the
+//! origin to close after answering, and an HTTP/1.0 answer passed on would
+//! close a keep-alive client's connection. Keep-alive is then each hop's
+//! own: hyper answers an HTTP/1.0 client as its request asked, and keeps an
+//! origin connection only while the origin's answers allow it.
 //!
 //! Each route has its own [`Forwarder`] (one for direct, one per upstream),
 //! so a pooled connection only ever carries its route's requests. Through
@@ -16,15 +26,17 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::Scheme;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::error::Elapsed;
 
 use super::connector::{EgressConnector, Way};
 use super::dial::Dialer;
 use super::error::EgressError;
 use super::replay::AttemptBody;
+use super::reuse::failed_unanswered_on_reuse;
 use super::target::Target;
 use super::tls::Peer;
 use super::upstream::{EgressSettings, Endpoint, UpstreamError, UpstreamErrorKind};
@@ -39,18 +51,51 @@ pub fn use_pool(index: usize) {
     POOL.with(|cell| cell.set(index));
 }
 
-/// Sends absolute-form requests over one route's pooled connections: one
-/// pool per ingress thread (see [`use_pool`]), so a request and its origin
-/// connection always run on the same thread.
+/// Sends absolute-form requests over one route's connections.
 #[derive(Clone)]
 pub struct Forwarder {
-    pools: Arc<[Client<EgressConnector, AttemptBody>]>,
-    /// The same, on HTTP/1.1 connections only: an upgrade (WebSocket)
-    /// cannot travel over HTTP/2.
-    upgrade_pools: Arc<[Client<EgressConnector, AttemptBody>]>,
+    /// Connections of any HTTP version.
+    any: Clients,
+    /// HTTP/1.1 connections only: an upgrade (WebSocket) cannot travel
+    /// over HTTP/2.
+    http1: Clients,
     response_timeout: Duration,
     /// The upstream this pool goes through; `None` for direct.
     via: Option<Arc<Endpoint>>,
+}
+
+/// One kind of connection's clients: a pool per ingress thread (see
+/// [`use_pool`]), so a request and its origin connection always run on the
+/// same thread; and one that keeps no connection, for the single retry of a
+/// request whose pooled connection failed unanswered on reuse.
+#[derive(Clone)]
+struct Clients {
+    pooled: Arc<[Client<EgressConnector, AttemptBody>]>,
+    fresh: Client<EgressConnector, AttemptBody>,
+}
+
+impl Clients {
+    fn new(connector: &EgressConnector, settings: &EgressSettings) -> Self {
+        let build = |max_idle: usize| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(settings.idle_timeout)
+                .pool_max_idle_per_host(max_idle)
+                .http1_preserve_header_case(true)
+                .build(connector.clone())
+        };
+        Clients {
+            pooled: (0..settings.pools.max(1))
+                .map(|_| build(usize::MAX))
+                .collect(),
+            fresh: build(0),
+        }
+    }
+
+    /// The calling ingress thread's pool.
+    fn pooled(&self) -> &Client<EgressConnector, AttemptBody> {
+        &self.pooled[POOL.with(Cell::get) % self.pooled.len()]
+    }
 }
 
 /// Why a forwarded request got no response to pass on.
@@ -99,50 +144,43 @@ impl Forwarder {
     fn new(way: Way, via: Option<Arc<Endpoint>>, settings: &Arc<EgressSettings>) -> Self {
         let any = EgressConnector::new(way.clone(), settings.clone(), Peer::Origin);
         let http1 = EgressConnector::new(way, settings.clone(), Peer::OriginHttp1);
-        let idle = settings.idle_timeout;
-        let pools_of = |connector: EgressConnector| -> Arc<[_]> {
-            (0..settings.pools.max(1))
-                .map(|_| {
-                    Client::builder(TokioExecutor::new())
-                        .pool_timer(TokioTimer::new())
-                        .pool_idle_timeout(idle)
-                        .http1_preserve_header_case(true)
-                        .build(connector.clone())
-                })
-                .collect()
-        };
         Forwarder {
-            pools: pools_of(any),
-            upgrade_pools: pools_of(http1),
-            response_timeout: idle,
+            any: Clients::new(&any, settings),
+            http1: Clients::new(&http1, settings),
+            response_timeout: settings.idle_timeout,
             via,
         }
     }
 
-    /// The calling ingress thread's pool for `request`.
-    fn pool(&self, request: &Request<AttemptBody>) -> &Client<EgressConnector, AttemptBody> {
-        let pools = match upgrade_of(request.headers()) {
-            Some(_) => &self.upgrade_pools,
-            None => &self.pools,
-        };
-        &pools[POOL.with(Cell::get) % pools.len()]
+    /// The clients for `request`.
+    fn clients(&self, request: &Request<AttemptBody>) -> &Clients {
+        match upgrade_of(request.headers()) {
+            Some(_) => &self.http1,
+            None => &self.any,
+        }
     }
 
     /// Forwards a prepared `request` (see [`prepare_request`]) to `target`
-    /// and returns the response head with its body still streaming.
+    /// and returns the response head with its body still streaming. When
+    /// the pooled connection it was sent on was a reused one that failed
+    /// before any byte of the answer, the request from `again` (if it can
+    /// still be sent whole) goes once more, on a fresh connection.
     pub async fn forward(
         &self,
-        mut request: Request<AttemptBody>,
+        request: Request<AttemptBody>,
         target: &Target,
+        again: impl FnOnce() -> Option<Request<AttemptBody>>,
     ) -> Result<Response<Incoming>, ForwardError> {
         let proxy = self.absolute_form_proxy(request.uri());
-        if let Some(value) = proxy.and_then(|via| via.authorization()) {
-            let headers = request.headers_mut();
-            headers.insert(header::PROXY_AUTHORIZATION, value.clone());
+        let clients = self.clients(&request);
+        let mut sent = self.send(clients.pooled(), request, proxy).await;
+        if matches!(&sent, Ok(Err(err)) if failed_unanswered_on_reuse(err.connect_info())) {
+            if let Some(request) = again() {
+                tracing::debug!(%target, "a reused connection closed unanswered; once more on a fresh one");
+                sent = self.send(&clients.fresh, request, proxy).await;
+            }
         }
-        let pool = self.pool(&request);
-        let sent = tokio::time::timeout(self.response_timeout, pool.request(request));
-        let mut response = match sent.await {
+        let mut response = match sent {
             Err(_) => {
                 return Err(ForwardError::Origin(OriginError::TimedOut {
                     target: target.to_string(),
@@ -159,9 +197,26 @@ impl Forwarder {
         }
         let upgrade = upgrade_of(response.headers())
             .filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS);
+        *response.version_mut() = Version::HTTP_11;
         strip_hop_by_hop(response.headers_mut());
         keep_upgrade(response.headers_mut(), upgrade);
         Ok(response)
+    }
+
+    /// Sends `request` with `client`, with pacer's credentials for the
+    /// HTTP(S) `proxy` it is written to, if any; waits at most the
+    /// response timeout for the answer's head.
+    async fn send(
+        &self,
+        client: &Client<EgressConnector, AttemptBody>,
+        mut request: Request<AttemptBody>,
+        proxy: Option<&Arc<Endpoint>>,
+    ) -> Result<Result<Response<Incoming>, hyper_util::client::legacy::Error>, Elapsed> {
+        if let Some(value) = proxy.and_then(|via| via.authorization()) {
+            let headers = request.headers_mut();
+            headers.insert(header::PROXY_AUTHORIZATION, value.clone());
+        }
+        tokio::time::timeout(self.response_timeout, client.request(request)).await
     }
 
     /// The HTTP(S) proxy a request to `uri` is written to in absolute-form,
@@ -217,9 +272,10 @@ fn failure(
 #[error("request URI has no usable host")]
 pub struct NoHost;
 
-/// Removes what must not reach the origin and sets `Host` from the URI
-/// (RFC 9112 section 3.2.2).
+/// Removes what must not reach the origin, sets `Host` from the URI (RFC
+/// 9112 section 3.2.2) and makes the request pacer's own HTTP/1.1.
 pub fn prepare_request(request: &mut Request<Incoming>) -> Result<(), NoHost> {
+    *request.version_mut() = Version::HTTP_11;
     let upgrade = upgrade_of(request.headers());
     strip_hop_by_hop(request.headers_mut());
     keep_upgrade(request.headers_mut(), upgrade);

@@ -11,7 +11,8 @@
 //!   its country pool with strategy, cooldown and failover, or direct);
 //!   [`geo`]: an address's registered country.
 //! - [`forward`]: plain HTTP over pooled connections, one pool per route;
-//!   [`replay`]: a request kept for the next upstream until its body goes.
+//!   [`replay`]: a request kept for the next upstream until its body goes;
+//!   [`reuse`]: whether a pooled connection failed on reuse, unanswered.
 //! - [`relay`]: tunnels, with half-close, idle timeout and byte counts,
 //!   spliced between plain sockets on Linux;
 //!   [`prefix`]: bytes read ahead, replayed before a socket.
@@ -29,6 +30,7 @@ pub mod geo;
 pub mod prefix;
 pub mod relay;
 pub mod replay;
+pub mod reuse;
 pub mod route;
 pub mod stream;
 pub mod target;

@@ -1,6 +1,7 @@
 //! A plain HTTP request kept so that it can be sent again through the next
-//! upstream, for as long as nothing of its body has been sent; and the
-//! moments it departs.
+//! upstream (or once more on a fresh connection of the same route, see
+//! [`super::reuse`]), for as long as nothing of its body has been sent; and
+//! the moments it departs.
 //!
 //! "Nothing of the request reached the origin" is read as: hyper has not
 //! polled a single frame of the body. The head may have been written to a

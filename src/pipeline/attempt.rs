@@ -3,7 +3,9 @@
 //! members of its country pool) and takes each attempt's outcome, until
 //! one works or the plan gives up with the request's error. A plain HTTP
 //! request moves to the next hop only while none of its body has been
-//! sent (see [`crate::egress::replay`]).
+//! sent (see [`crate::egress::replay`]); on one hop it is sent once more,
+//! on a fresh connection, when a reused pooled connection failed before
+//! any byte of its answer (see [`crate::egress::reuse`]).
 //!
 //! Departures are told to the request's grant as they happen (rolling
 //! windows and the gap count them, SPEC section 4): a tunnel departs when
@@ -13,14 +15,14 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use http::Response;
+use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::close::CloseOut;
 use super::Engine;
 use crate::egress::error::EgressError;
 use crate::egress::forward::ForwardError;
-use crate::egress::replay::{Departures, ReplayableRequest};
+use crate::egress::replay::{AttemptBody, Departures, ReplayableRequest};
 use crate::egress::route::{Hop, Router};
 use crate::egress::stream::EgressStream;
 use crate::egress::target::Target;
@@ -104,11 +106,15 @@ impl Hops<'_> {
                     opened
                 }
                 Attempt::Request(request) => {
-                    let Some(sent) = request.attempt(plan.is_last()) else {
+                    // Kept (not handed over on the last hop) for a retry
+                    // on a fresh connection.
+                    let Some(sent) = request.attempt(false) else {
                         return Err(plan.give_up().into());
                     };
                     let departures = request.departures();
-                    let forwarded = forward_via(engine, &hop, sent, self.target);
+                    let last = plan.is_last();
+                    let again = || request.attempt(last);
+                    let forwarded = forward_via(engine, &hop, sent, again, self.target);
                     noting_departures(close, &departures, forwarded).await
                 }
             };
@@ -174,10 +180,13 @@ async fn tunnel_via(engine: &Engine, hop: &Hop, target: &Target) -> Result<Reach
     stream.map(Reached::Tunnel).map_err(ForwardError::Egress)
 }
 
+/// Forwards `request` through `hop`; `again` is the request once more,
+/// for a retry on a fresh connection (see [`crate::egress::reuse`]).
 async fn forward_via(
     engine: &Engine,
     hop: &Hop,
-    request: http::Request<crate::egress::replay::AttemptBody>,
+    request: Request<AttemptBody>,
+    again: impl FnOnce() -> Option<Request<AttemptBody>>,
     target: &Target,
 ) -> Result<Reached, ForwardError> {
     let forwarder = match hop.upstream() {
@@ -185,7 +194,7 @@ async fn forward_via(
         Some(upstream) => upstream.forwarder(),
     };
     forwarder
-        .forward(request, target)
+        .forward(request, target, again)
         .await
         .map(Reached::Response)
 }
