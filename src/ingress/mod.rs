@@ -15,6 +15,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures_util::FutureExt as _;
+
 use tokio::net::{TcpListener, TcpStream};
 
 use self::limit::{Admission, ConnectionLimit};
@@ -85,8 +87,12 @@ fn serve(
     }
 }
 
-/// Runs `task`, keeping `guard` until it ends.
-async fn holding<G, F: Future<Output = ()>>(guard: G, task: F) {
-    task.await;
-    drop(guard);
+/// Runs `task`, keeping `guard` until it ends. Not an `async fn`: one
+/// awaiting a future it was given holds that future twice (the argument
+/// and the awaited copy), doubling the connection's task.
+fn holding<G: Send + 'static, F: Future<Output = ()>>(
+    guard: G,
+    task: F,
+) -> impl Future<Output = ()> {
+    task.map(move |()| drop(guard))
 }

@@ -25,6 +25,7 @@ use crate::pipeline::http::{serve_http1, HttpClient};
 use crate::pipeline::Engine;
 use crate::telemetry::context::ListenerKind;
 use crate::wire::error::ProxyError;
+use crate::wire::head::RequestHead;
 
 /// Serves one client connection until it closes, idles out or shutdown
 /// ends it.
@@ -37,17 +38,12 @@ pub async fn serve_connection(
 ) {
     let activity = Arc::new(ConnActivity::new());
     let mut io = Noted::new(stream, activity.clone());
-    // The refusals are boxed: the connection's task then keeps only the
-    // larger of reading the head and serving, for its whole life.
-    let first = match read_request_head(&engine, &mut io, Bytes::new()).await {
-        Ok(head) => head,
-        Err(Some(err)) => return Box::pin(refuse(&engine, &mut io, peer, &err)).await,
-        Err(None) => return,
+    // Boxed: the connection's task is sized for serving only, for its
+    // whole life.
+    let refused = matches!(admission, Admission::Refused(_));
+    let Some(first) = Box::pin(first_head(&engine, &mut io, peer, refused)).await else {
+        return;
     };
-    if matches!(admission, Admission::Refused(_)) {
-        let err = ProxyError::Unavailable("pacer is at its connection limit");
-        return Box::pin(refuse(&engine, &mut io, peer, &err)).await;
-    }
     let client = HttpClient {
         peer,
         listener: ListenerKind::Http,
@@ -60,20 +56,31 @@ pub async fn serve_connection(
     serve_http1(engine, io, Some(first), client, std::future::pending()).await;
 }
 
+/// The first request head, read within `header_read_timeout` of the
+/// accept; `None` once refused with an envelope (a bad or slow head, or
+/// `over_limit`: the connection is beyond `max_connections`), or when the
+/// client left without a word.
+async fn first_head(
+    engine: &Arc<Engine>,
+    io: &mut Noted<TcpStream>,
+    peer: SocketAddr,
+    over_limit: bool,
+) -> Option<RequestHead> {
+    let refusal = match read_request_head(engine, io, Bytes::new()).await {
+        Ok(head) if !over_limit => return Some(head),
+        Ok(_) => ProxyError::Unavailable("pacer is at its connection limit"),
+        Err(Some(err)) => err,
+        Err(None) => return None,
+    };
+    let ctx = engine.context(ListenerKind::Http, peer);
+    refuse_raw(engine, io, ctx, &refusal).await;
+    None
+}
+
 /// A CONNECT's client socket, back from hyper's upgrade, with the bytes
 /// read past the CONNECT's head (by hyper, then by pacer).
 fn socket_of_tunnel(upgraded: Upgraded) -> Result<(Bytes, TcpStream), Upgraded> {
     let parts = upgraded.downcast::<TokioIo<Exchange<Noted<TcpStream>>>>()?;
     let (unread, io) = parts.io.into_inner().into_tunnel(parts.read_buf);
     Ok((unread, io.into_inner()))
-}
-
-async fn refuse(
-    engine: &Arc<Engine>,
-    io: &mut Noted<TcpStream>,
-    peer: SocketAddr,
-    err: &ProxyError,
-) {
-    let ctx = engine.context(ListenerKind::Http, peer);
-    refuse_raw(engine, io, ctx, err).await;
 }

@@ -45,18 +45,22 @@ pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 /// resolves, or shutdown ends it after its current request.
 pub async fn serve_http1<S: ClientStream>(
     engine: Arc<Engine>,
-    io: S,
+    mut io: S,
     first: Option<RequestHead>,
     client: HttpClient,
     also_cut: impl Future<Output = ()>,
 ) {
     let client = Arc::new(client);
     tokio::pin!(also_cut);
-    let mut next = match first {
-        Some(head) => Some((io, head)),
-        None => next_head(&engine, io, Bytes::new(), &client, also_cut.as_mut()).await,
-    };
-    while let Some((io, head)) = next {
+    let (mut next, mut ahead) = (first, Bytes::new());
+    loop {
+        let head = match next.take() {
+            Some(head) => head,
+            None => match next_head(&engine, &mut io, ahead, &client, also_cut.as_mut()).await {
+                Some(head) => head,
+                None => return,
+            },
+        };
         let exchange = Exchange::new(io, head, client.activity.clone());
         // Boxed: between requests the task keeps only this loop's state.
         let served = Box::pin(serve_exchange(
@@ -65,10 +69,10 @@ pub async fn serve_http1<S: ClientStream>(
             &client,
             also_cut.as_mut(),
         ));
-        let Some((io, ahead)) = served.await else {
+        let Some((back, rest)) = served.await else {
             return;
         };
-        next = next_head(&engine, io, ahead, &client, also_cut.as_mut()).await;
+        (io, ahead) = (back, rest);
     }
 }
 
@@ -114,18 +118,18 @@ async fn serve_exchange<S: ClientStream>(
 /// `idle_timeout`, cut, shut down, or its head refused with an envelope.
 async fn next_head<S: ClientStream>(
     engine: &Arc<Engine>,
-    mut io: S,
+    io: &mut S,
     ahead: Bytes,
     client: &HttpClient,
     also_cut: Pin<&mut impl Future<Output = ()>>,
-) -> Option<(S, RequestHead)> {
+) -> Option<RequestHead> {
     let read = async {
         let ahead = if ahead.is_empty() {
-            first_bytes(engine, &mut io).await.ok_or(None)?
+            first_bytes(engine, io).await.ok_or(None)?
         } else {
             ahead
         };
-        read_request_head(engine, &mut io, ahead).await
+        read_request_head(engine, io, ahead).await
     };
     let outcome = tokio::select! {
         outcome = read => outcome,
@@ -133,11 +137,12 @@ async fn next_head<S: ClientStream>(
         () = engine.shutdown.begun() => Err(None),
     };
     match outcome {
-        Ok(head) => Some((io, head)),
+        Ok(head) => Some(head),
         Err(Some(err)) => {
             let mut ctx = engine.context(client.listener, client.peer);
             ctx.intercepted = client.inside.as_ref().map(|inside| inside.tunnel);
-            refuse_raw(engine, &mut io, ctx, &err).await;
+            // Boxed: the connection's task is not sized for this last step.
+            Box::pin(refuse_raw(engine, io, ctx, &err)).await;
             None
         }
         Err(None) => None,
