@@ -11,11 +11,13 @@
 //! consumes no limit, anything else is admitted, dialled and relayed as an
 //! opaque tunnel.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::Method;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_util::either::Either;
 
 use super::admit::admit;
 use super::attempt::{reach, Attempt, Reached};
@@ -97,16 +99,22 @@ async fn dial(
 }
 
 /// Carries an open tunnel between `client` and its destination until it
-/// ends, then closes it out.
-pub async fn relay<C>(close: CloseOut, client: C, account: Arc<Account>, opened: Opened)
+/// ends, then closes it out. Not an `async fn`: one would hold its
+/// arguments besides the relay they are moved into, for the tunnel's life.
+pub fn relay<C>(
+    close: CloseOut,
+    client: C,
+    account: Arc<Account>,
+    opened: Opened,
+) -> impl Future<Output = ()> + Send
 where
     C: IntoSocket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match opened {
-        Opened::Dialed(destination) => copy(close, client, destination, &account).await,
+        Opened::Dialed(destination) => Either::Left(copy(close, client, destination, account)),
         // Boxed: the tunnel's task then keeps only the relay's state, not
         // the larger interception (TLS and HTTP serving) it might become.
-        Opened::Deferred => Box::pin(deferred(close, client, account)).await,
+        Opened::Deferred => Either::Right(Box::pin(deferred(close, client, account))),
     }
 }
 
@@ -126,7 +134,7 @@ where
         return;
     };
     match dial(&engine, &mut close, &account, &target).await {
-        Ok(destination) => copy(close, client, destination, &account).await,
+        Ok(destination) => copy(close, client, destination, account).await,
         Err(err) => {
             // The client was told the tunnel is open: it is closed.
             let status = err.wire_code().status.as_u16();
@@ -152,7 +160,7 @@ async fn first_bytes<C: AsyncRead + Unpin>(engine: &Engine, mut client: C) -> (B
 }
 
 /// Relays until the tunnel ends, idles out, or its account is deleted.
-async fn copy<C>(mut close: CloseOut, client: C, destination: EgressStream, account: &Account)
+async fn copy<C>(mut close: CloseOut, client: C, destination: EgressStream, account: Arc<Account>)
 where
     C: IntoSocket + AsyncRead + AsyncWrite + Unpin,
 {

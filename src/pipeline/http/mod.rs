@@ -19,6 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::{OnUpgrade, Upgraded};
@@ -275,7 +276,9 @@ async fn connect(
 
 /// Relays the tunnel once the client has upgraded: on the client's socket
 /// when the connection gives it up (with the bytes read past the CONNECT
-/// head sent first), else on hyper's upgraded stream.
+/// head sent first), else on hyper's upgraded stream. Combinators, not an
+/// `async` block: the relay then takes the place of the upgrade's state in
+/// the task instead of sitting beside the values moved into it.
 fn spawn_relay(
     engine: &Engine,
     client: Arc<HttpClient>,
@@ -284,19 +287,20 @@ fn spawn_relay(
     account: Arc<Account>,
     opened: Opened,
 ) {
-    engine.shutdown.spawn(async move {
-        match upgrade.await {
-            Ok(upgraded) => {
-                let client = match (client.tunnel_socket)(upgraded) {
-                    Ok((unread, socket)) => Either::Left(Prefixed::new(unread, socket)),
-                    Err(upgraded) => Either::Right(TokioIo::new(upgraded)),
-                };
-                tunnel::relay(close, client, account, opened).await;
-            }
-            Err(err) => {
-                tracing::debug!(id = %close.ctx.id, %err, "client left before the tunnel opened")
-            }
+    let socket_of = client.tunnel_socket;
+    let relayed = upgrade.then(move |upgraded| match upgraded {
+        Ok(upgraded) => {
+            let stream = match socket_of(upgraded) {
+                Ok((unread, socket)) => Either::Left(Prefixed::new(unread, socket)),
+                Err(upgraded) => Either::Right(TokioIo::new(upgraded)),
+            };
+            Either::Left(tunnel::relay(close, stream, account, opened))
         }
-        drop(client);
+        Err(err) => {
+            tracing::debug!(id = %close.ctx.id, %err, "client left before the tunnel opened");
+            Either::Right(std::future::ready(()))
+        }
     });
+    // The connection (its permit) is held until the tunnel ends.
+    engine.shutdown.spawn(relayed.map(move |()| drop(client)));
 }
