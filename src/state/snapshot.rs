@@ -4,8 +4,9 @@
 //! snapshot once and keeps it to the end; a reload builds a new one beside
 //! it, changing nothing of the old one, and swaps it in whole, carrying
 //! each account's limiter (windows of unchanged limits, usage, batch)
-//! over. Upstream cooldowns and sticky choices start afresh (the sticky
-//! first choice is a stable hash, so accounts keep their upstream).
+//! over, and sharing each upstream's cooldown and counts with the old
+//! router. Sticky choices start afresh (the sticky first choice is a
+//! stable hash, so accounts keep their upstream).
 //!
 //! Creating or deleting a runtime account makes a new snapshot that
 //! shares everything but the accounts with the old one.

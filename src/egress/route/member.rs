@@ -1,5 +1,8 @@
-//! A pool member: its upstream, its cooldown and its attempt counts (both
-//! of which a reload carries over, by the upstream's identity).
+//! A pool member: its upstream, its cooldown and its attempt counts. The
+//! cooldown and the counts are one state that a reload (or a fleet's
+//! runtime change) shares between the old router and the new one, by the
+//! upstream's identity: a failure a request still on the old snapshot
+//! notes is seen by the new one too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,14 +18,15 @@ pub struct Member {
     pub(super) upstream: Arc<Upstream>,
     pub(super) country: CountryCode,
     pub(super) identity: u64,
-    pub(super) cooling_until: Mutex<Option<Instant>>,
-    /// Since pacer started (carried over by reloads).
-    pub(super) stats: Arc<MemberStats>,
+    /// Since pacer started (shared with the routers before and after).
+    pub(super) state: Arc<MemberState>,
 }
 
-/// Attempts through a pool member and how many failed.
+/// What a pool member has been through: when its cooldown ends, the
+/// attempts through it and how many failed.
 #[derive(Default)]
-pub(super) struct MemberStats {
+pub(super) struct MemberState {
+    cooling_until: Mutex<Option<Instant>>,
     pub(super) attempts: AtomicU64,
     pub(super) failures: AtomicU64,
 }
@@ -51,30 +55,31 @@ impl Member {
         previous: Option<&Router>,
     ) -> Self {
         let identity = identity(url);
-        let before = previous.and_then(|router| router.member(identity));
-        let stats = before.map(|m| m.stats.clone()).unwrap_or_default();
-        // A cooldown running survives a reload (or a fleet's runtime
-        // change), so an upstream that failed is not tried again early.
-        let cooling = before.and_then(|m| m.cooling_until(Instant::now()));
+        // A cooldown running survives a reload, so an upstream that
+        // failed is not tried again early.
+        let state = previous
+            .and_then(|router| router.member(identity))
+            .map(|m| m.state.clone())
+            .unwrap_or_default();
         Member {
             upstream: Arc::new(Upstream::new(url.clone(), settings)),
             country,
             identity,
-            cooling_until: Mutex::new(cooling),
-            stats,
+            state,
         }
     }
 
     pub(super) fn attempted(&self) {
-        self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+        self.state.attempts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn failed(&self) {
-        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        self.state.failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn cooling_until(&self, now: Instant) -> Option<Instant> {
         let until = *self
+            .state
             .cooling_until
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -92,6 +97,7 @@ impl Member {
 
     pub(super) fn cool_down(&self, until: Instant) {
         let mut slot = self
+            .state
             .cooling_until
             .lock()
             .unwrap_or_else(PoisonError::into_inner);

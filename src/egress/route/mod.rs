@@ -179,8 +179,8 @@ impl Router {
                 url: member.upstream.endpoint().url().clone(),
                 country: member.country,
                 cooling_until: member.cooling_until(now),
-                attempts: member.stats.attempts.load(Ordering::Relaxed),
-                failures: member.stats.failures.load(Ordering::Relaxed),
+                attempts: member.state.attempts.load(Ordering::Relaxed),
+                failures: member.state.failures.load(Ordering::Relaxed),
                 accounts: stuck.get(&member.identity).copied().unwrap_or(0),
             })
             .collect()

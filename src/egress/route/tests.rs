@@ -159,6 +159,29 @@ async fn members_show_cooldowns_counts_and_stuck_accounts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failure_noted_on_the_old_router_cools_the_new_one() {
+    let old = router("failure_cooldown = \"30s\"");
+    let account: Arc<str> = Arc::from("a");
+    // A request planned on the old snapshot fails after a reload built the
+    // new router beside it.
+    let mut plan = old.plan(&account);
+    let first = plan.next_hop().expect("first");
+    let new = build("failure_cooldown = \"30s\"", Some(&old));
+    plan.failed(&first, refused(&first)).expect("may move on");
+    let cooling = new.cooling();
+    assert_eq!(cooling.len(), 1, "the new router sees the cooldown");
+    assert!(new
+        .members()
+        .iter()
+        .any(|m| m.cooling_until.is_some() && label(&first).ends_with(&m.url.authority())));
+    assert_ne!(
+        label(&new.plan(&account).next_hop().expect("hop")),
+        label(&first),
+        "the new router does not try the failed upstream"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_destination_answer_ends_the_request_and_cools_nothing() {
     let router = router("strategy = \"round_robin\"");
     let account: Arc<str> = Arc::from("a");
