@@ -14,8 +14,14 @@
 //! encode the request's head onto a connection that is ready for it (the
 //! length decides the framing), on the connection's own task, so the
 //! moment is taken there and handed to the request's path through
-//! [`Departures`].
+//! [`Departures`]. The head's bytes reach the socket a moment later, in
+//! the same poll of that task for HTTP/1 (a thread preempted in between,
+//! or a socket whose buffer is full, makes the moment longer): the next
+//! write to an egress socket on the same thread ([`socket_written`])
+//! marks the request's departure again, so the window counts it from no
+//! earlier than its bytes left.
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -79,6 +85,20 @@ impl Marks {
     }
 }
 
+thread_local! {
+    /// The exchange whose head hyper encoded last on this thread, until
+    /// bytes are next written to an egress socket here.
+    static ENCODED: Cell<Option<Arc<Exchange>>> = const { Cell::new(None) };
+}
+
+/// Bytes were just written to an egress socket on this thread: the head
+/// hyper encoded last here has left, and departs again now.
+pub fn socket_written() {
+    if let Some(exchange) = ENCODED.take() {
+        exchange.departures.mark();
+    }
+}
+
 /// The request body handed to one attempt.
 pub struct AttemptBody {
     exchange: Arc<Exchange>,
@@ -101,6 +121,7 @@ impl AttemptBody {
     fn peek<T>(&self, f: impl FnOnce(&Incoming) -> T, absent: T) -> T {
         if !self.departed.swap(true, Ordering::Relaxed) {
             self.exchange.departures.mark();
+            ENCODED.set(Some(self.exchange.clone()));
         }
         match &self.taken {
             Some(body) => f(body),
@@ -238,6 +259,11 @@ fn copy_head(parts: &Parts, body: AttemptBody) -> Request<AttemptBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::egress::stream::EgressStream;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpSocket, TcpStream};
+    use tokio::sync::{mpsc, oneshot};
 
     #[tokio::test(start_paused = true)]
     async fn a_departure_is_taken_once_at_the_moment_it_was_marked() {
@@ -249,5 +275,105 @@ mod tests {
         tokio::time::advance(Duration::from_millis(5)).await;
         assert_eq!(departures.next().await, marked);
         assert!(departures.take().is_none(), "taken once");
+    }
+
+    /// A request as pacer's listener hands it on: read by a hyper server
+    /// from a real connection.
+    async fn received_request() -> Request<Incoming> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, mut rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let service = hyper::service::service_fn(move |request| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(request).await;
+                    std::future::pending::<Result<http::Response<String>, hyper::Error>>().await
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(socket), service)
+                .await;
+        });
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .expect("write");
+        std::mem::forget(client);
+        rx.recv().await.expect("request")
+    }
+
+    /// A connection to an origin that reads nothing yet, with its send
+    /// buffer full: the next write waits until the origin reads.
+    async fn clogged_connection() -> (TcpStream, TcpStream) {
+        let listening = TcpSocket::new_v4().expect("socket");
+        listening.set_recv_buffer_size(4096).expect("rcvbuf");
+        listening
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        let addr = listening.local_addr().expect("addr");
+        let listener = listening.listen(1).expect("listen");
+        let connecting = TcpSocket::new_v4().expect("socket");
+        connecting.set_send_buffer_size(4096).expect("sndbuf");
+        let stream = connecting.connect(addr).await.expect("connect");
+        let (origin, _) = listener.accept().await.expect("accept");
+        let chunk = [b'.'; 4096];
+        for _ in 0..16_384 {
+            match stream.try_write(&chunk) {
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    return (stream, origin)
+                }
+                Err(err) => panic!("fill: {err}"),
+            }
+        }
+        panic!("the send buffer never filled");
+    }
+
+    #[tokio::test]
+    async fn a_head_departs_again_when_its_bytes_reach_the_socket() {
+        let mut request = ReplayableRequest::new(received_request().await);
+        let departures = request.departures();
+        let (stream, mut origin) = clogged_connection().await;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(EgressStream::tcp(stream)))
+                .await
+                .expect("handshake");
+        tokio::spawn(connection);
+        let attempt = request.attempt(true).expect("attempt");
+        tokio::spawn(async move { sender.send_request(attempt).await });
+        let encoded = departures.next().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (drained_tx, drained_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let draining = Instant::now();
+            let mut seen = Vec::new();
+            let mut buf = vec![0; 65_536];
+            loop {
+                let n = origin.read(&mut buf).await.expect("read");
+                assert!(n > 0, "the head never arrived");
+                seen.extend_from_slice(&buf[..n]);
+                if seen.windows(6).any(|w| w == b"GET /x") {
+                    break;
+                }
+                let keep = seen.len().saturating_sub(8);
+                seen.drain(..keep);
+            }
+            let _ = drained_tx.send(draining);
+        });
+        let written = tokio::time::timeout(Duration::from_secs(10), departures.next())
+            .await
+            .expect("a departure once the head is written");
+        let draining = drained_rx.await.expect("drained");
+        assert!(
+            encoded < draining,
+            "hyper encoded the head before the origin read"
+        );
+        assert!(
+            written >= draining,
+            "the departure counts from when the bytes left ({:?} before the origin read)",
+            draining - written
+        );
     }
 }

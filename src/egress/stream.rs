@@ -16,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::prefix;
 use super::relay::IntoSocket;
+use super::{prefix, replay};
 
 /// A connection towards the destination: direct, or through an upstream.
 pub struct EgressStream {
@@ -115,7 +115,7 @@ impl AsyncWrite for EgressStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match &mut self.get_mut().transport {
-            Transport::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tcp(s) => written(Pin::new(s).poll_write(cx, buf)),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
@@ -126,7 +126,7 @@ impl AsyncWrite for EgressStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match &mut self.get_mut().transport {
-            Transport::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Tcp(s) => written(Pin::new(s).poll_write_vectored(cx, bufs)),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
@@ -151,6 +151,15 @@ impl AsyncWrite for EgressStream {
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
+}
+
+/// Notes a write that reached the socket (see [`replay::socket_written`]);
+/// the TLS transport's bytes reach it through the TCP stream beneath.
+fn written(polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    if let Poll::Ready(Ok(1..)) = polled {
+        replay::socket_written();
+    }
+    polled
 }
 
 /// A plain TCP connection gives up its socket, with a proxy's bytes after
