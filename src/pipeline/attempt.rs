@@ -13,6 +13,7 @@
 //! written towards the origin or upstream.
 
 use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 
 use http::{Request, Response};
@@ -99,7 +100,9 @@ impl Hops<'_> {
             tried.attempts = plan.attempts();
             let tried = match &mut attempt {
                 Attempt::Tunnel => {
-                    let opened = tunnel_via(engine, &hop, self.target).await;
+                    // Boxed: a plain request's future would otherwise be
+                    // as large as a tunnel's opening.
+                    let opened = Box::pin(tunnel_via(engine, &hop, self.target)).await;
                     if opened.is_ok() {
                         close.departed(tokio::time::Instant::now());
                     }
@@ -114,7 +117,7 @@ impl Hops<'_> {
                     let departures = request.departures();
                     let last = plan.is_last();
                     let again = || request.attempt(last);
-                    let forwarded = forward_via(engine, &hop, sent, again, self.target);
+                    let forwarded = pin!(forward_via(engine, &hop, sent, again, self.target));
                     noting_departures(close, &departures, forwarded).await
                 }
             };
@@ -142,13 +145,13 @@ impl Hops<'_> {
 
 /// Runs `sending` to its end, telling the request's grant of each
 /// departure as it happens (not only once the answer is in: a waiting
-/// request may be held by this one's departure).
+/// request may be held by this one's departure). `sending` comes pinned:
+/// an `async fn` given a future by value holds it twice.
 async fn noting_departures<T>(
     close: &mut CloseOut,
     departures: &Departures,
-    sending: impl Future<Output = T>,
+    mut sending: Pin<&mut impl Future<Output = T>>,
 ) -> T {
-    let mut sending = std::pin::pin!(sending);
     loop {
         tokio::select! {
             biased;

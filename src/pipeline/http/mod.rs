@@ -185,7 +185,9 @@ async fn handle(
         Err(err) => return request::refuse(close, &err),
     };
     if request.method() == Method::CONNECT && client.inside.is_none() {
-        return connect(engine, close, client, account, request, target).await;
+        // Boxed: a plain request's future would otherwise be as large as
+        // a tunnel's.
+        return Box::pin(connect(engine, close, client, account, request, target)).await;
     }
     request::serve(engine, close, &account, request, target).await
 }
