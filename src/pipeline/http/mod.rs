@@ -115,7 +115,8 @@ impl hyper::service::Service<Request<Incoming>> for ClientService {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let (engine, client) = (self.engine.clone(), self.client.clone());
-        Box::pin(async move { Ok(handle(&engine, &client, request).await) })
+        // Not an async block: one would hold the request once more.
+        Box::pin(handle(engine, client, request).map(Ok))
     }
 }
 
@@ -161,14 +162,14 @@ where
 /// Answers one request: the origin's response, a tunnel's 200, or an
 /// envelope.
 async fn handle(
-    engine: &Arc<Engine>,
-    client: &Arc<HttpClient>,
-    request: Request<Incoming>,
+    engine: Arc<Engine>,
+    client: Arc<HttpClient>,
+    mut request: Request<Incoming>,
 ) -> ProxyResponse {
+    let (engine, client) = (&engine, &client);
     let mut close = CloseOut::new(engine.clone(), engine.context(client.listener, client.peer));
     close.on_connection(client.activity.clone());
     close.ctx.method = Some(request.method().clone());
-    let mut request = request;
     if let Some(inside) = &client.inside {
         close.ctx.intercepted = Some(inside.tunnel);
         if let Err(err) = to_origin(&mut request, &inside.target) {
