@@ -278,8 +278,9 @@ mod tests {
     }
 
     /// A request as pacer's listener hands it on: read by a hyper server
-    /// from a real connection.
-    async fn received_request() -> Request<Incoming> {
+    /// from a real connection, with the client's end of that connection
+    /// (kept open while the request is used).
+    async fn received_request() -> (Request<Incoming>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, mut rx) = mpsc::channel(1);
@@ -300,8 +301,7 @@ mod tests {
         tokio::io::AsyncWriteExt::write_all(&mut client, b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
             .await
             .expect("write");
-        std::mem::forget(client);
-        rx.recv().await.expect("request")
+        (rx.recv().await.expect("request"), client)
     }
 
     /// A connection to an origin that reads nothing yet, with its send
@@ -333,7 +333,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_head_departs_again_when_its_bytes_reach_the_socket() {
-        let mut request = ReplayableRequest::new(received_request().await);
+        let (received, _client) = received_request().await;
+        let mut request = ReplayableRequest::new(received);
         let departures = request.departures();
         let (stream, mut origin) = clogged_connection().await;
         let (mut sender, connection) =
