@@ -15,7 +15,8 @@
 //!   [`reuse`]: whether a pooled connection failed on reuse, unanswered.
 //! - [`relay`]: tunnels, with half-close, idle timeout and byte counts,
 //!   spliced between plain sockets on Linux;
-//!   [`prefix`]: bytes read ahead, replayed before a socket.
+//!   [`prefix`]: bytes read ahead, replayed before a socket;
+//!   [`pass`]: the writes a stream wrapper passes to the stream it wraps.
 //!
 //! Errors here are egress errors ([`dial::DialError`],
 //! [`upstream::UpstreamError`], [`route::RouteError`],
@@ -27,6 +28,7 @@ pub mod dial;
 pub mod error;
 pub mod forward;
 pub mod geo;
+pub mod pass;
 pub mod prefix;
 pub mod relay;
 pub mod replay;

@@ -26,6 +26,8 @@ use http::Extensions;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::pass::pass_writes;
+
 /// Bytes were read since the current exchange began.
 const ANSWERED: u8 = 1;
 /// The current exchange is not the connection's first.
@@ -123,17 +125,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
+    pass_writes!(inner: is_write_vectored, poll_flush, poll_shutdown);
 }
 
 /// HTTP/1 connections carry their [`Wear`]; an HTTP/2 one multiplexes

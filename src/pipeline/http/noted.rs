@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::ClientStream;
+use crate::egress::pass::pass_writes;
 use crate::pipeline::activity::ConnActivity;
 
 /// A client stream whose reads and writes are noted.
@@ -29,6 +30,16 @@ impl<S> Noted<S> {
     /// The stream.
     pub fn into_inner(self) -> S {
         self.stream
+    }
+
+    /// `polled`, a write to the stream, noted if it wrote anything.
+    fn noting(&self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = polled {
+            if n > 0 {
+                self.activity.on_write();
+            }
+        }
+        polled
     }
 }
 
@@ -65,12 +76,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Noted<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            if n > 0 {
-                this.activity.on_write();
-            }
-        }
-        polled
+        this.noting(polled)
     }
 
     fn poll_write_vectored(
@@ -80,23 +86,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Noted<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = polled {
-            if n > 0 {
-                this.activity.on_write();
-            }
-        }
-        polled
+        this.noting(polled)
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
+    pass_writes!(stream: is_write_vectored, poll_flush, poll_shutdown);
 }
