@@ -11,3 +11,5 @@ pub mod handles;
 pub mod history;
 pub mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod testing;

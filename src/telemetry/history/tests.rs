@@ -3,41 +3,14 @@
 //! stay exact under concurrent adds across a bucket change.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::*;
-use crate::egress::target::Target;
-use crate::egress::tls::TlsClient;
-use crate::egress::upstream::EgressSettings;
 use crate::state::snapshot::Snapshot;
-use crate::state::store::Stored;
-use crate::telemetry::context::{ListenerKind, CLIENT_CLOSED};
+use crate::telemetry::context::CLIENT_CLOSED;
+use crate::telemetry::testing::{served, snapshot};
 
 /// 2026-11-22T00:00:00Z, at the start of a bucket.
 const T0: i64 = 1_763_769_600_000;
-
-fn snapshot() -> Arc<Snapshot> {
-    let toml = "[[listeners]]\nprotocol = \"http\"\naddr = \"127.0.0.1:0\"\n\
-                [policies.standard_policy]\n";
-    let config = crate::config::parse(toml, &|_| None).expect("config");
-    let egress = Arc::new(EgressSettings {
-        connect_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(1),
-        tls: TlsClient::new(&config.tls).expect("tls"),
-        pools: 1,
-    });
-    Arc::new(Snapshot::build(&config, &Stored::default(), None, None, &egress).expect("snapshot"))
-}
-
-fn served(snapshot: &Arc<Snapshot>) -> RequestContext {
-    let peer = "127.0.0.1:40000".parse().expect("addr");
-    let mut ctx = RequestContext::new(snapshot.clone(), ListenerKind::Http, peer);
-    ctx.account = Some(Arc::from("acct-1"));
-    ctx.method = Some(http::Method::POST);
-    ctx.target = Some(Target::new("api.example.com", 443));
-    ctx.succeeded(200);
-    ctx
-}
 
 fn refused_by(snapshot: &Arc<Snapshot>, account: &str, limit: &str) -> RequestContext {
     let mut ctx = served(snapshot);
