@@ -8,6 +8,8 @@
 //! until they end or `server.shutdown_grace` passes.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -22,6 +24,9 @@ pub struct ShuttingDown;
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
     token: CancellationToken,
+    /// Set before the token is cancelled: what every request checks, read
+    /// without the token's lock.
+    begun: Arc<AtomicBool>,
     tracker: TaskTracker,
 }
 
@@ -33,6 +38,7 @@ impl Shutdown {
 
     /// Starts the shutdown: listeners close, no new work is accepted.
     pub fn begin(&self) {
+        self.begun.store(true, Ordering::Release);
         self.token.cancel();
         self.tracker.close();
     }
@@ -44,7 +50,7 @@ impl Shutdown {
 
     /// Refuses new work once the shutdown has begun.
     pub fn ensure_open(&self) -> Result<(), ShuttingDown> {
-        if self.token.is_cancelled() {
+        if self.begun.load(Ordering::Acquire) {
             Err(ShuttingDown)
         } else {
             Ok(())
