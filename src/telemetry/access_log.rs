@@ -45,7 +45,7 @@ impl fmt::Display for Fields<'_> {
             ctx.method.as_ref().map_or("-", |m| m.as_str()),
         )?;
         match &ctx.target {
-            Some(target) => write!(f, "\"{}\"", Quoted(target))?,
+            Some(target) => write!(f, "\"{}\"", Escaped(target))?,
             None => f.write_str("\"-\"")?,
         }
         write!(
@@ -67,9 +67,9 @@ impl fmt::Display for Fields<'_> {
 
 /// A value's `Display` text escaped as `str`'s `Debug` escapes it, without
 /// the quotes and without making a `String` of it first.
-struct Quoted<'a, T>(&'a T);
+struct Escaped<'a, T>(&'a T);
 
-impl<T: fmt::Display> fmt::Display for Quoted<'_, T> {
+impl<T: fmt::Display> fmt::Display for Escaped<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use fmt::Write as _;
         let mut escaping = Escaping(f);
